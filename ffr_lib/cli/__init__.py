@@ -1,0 +1,22 @@
+"""The `ffr` command line. Each command group lives in its own module of this package and
+imports heavy libraries (torch, transformers) inside its commands, so `ffr --help` stays fast."""
+
+from __future__ import annotations
+
+import typer
+
+from ffr_lib.cli import db, ingest, pending
+
+app = typer.Typer(
+    name="ffr",
+    help="FFR: find the exact fragment of a long multi-modal chat that answers a question.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+app.command("ingest")(ingest.ingest)
+pending.register(app)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
