@@ -1,0 +1,16 @@
+"""The Dagster code location: `dagster dev -m ffr_assets.definitions`."""
+
+from __future__ import annotations
+
+from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
+
+from ffr_assets.assets import raw
+from ffr_assets.resources import DatabaseResource, MlflowResource
+
+_asset_modules = [raw]
+
+defs = Definitions(
+    assets=load_assets_from_modules(_asset_modules),
+    asset_checks=load_asset_checks_from_modules(_asset_modules),
+    resources={"database": DatabaseResource(), "mlflow": MlflowResource()},
+)
