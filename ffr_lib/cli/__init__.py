@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from ffr_lib.cli import db, ingest, pending
+from ffr_lib.cli import db, ingest, models, pending
 
 app = typer.Typer(
     name="ffr",
@@ -14,6 +14,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(models.app, name="models")
 app.command("ingest")(ingest.ingest)
 pending.register(app)
 

@@ -140,6 +140,9 @@ class Query(_Strict):
                 raise ValueError(f"{name} has duplicate ids")
             setattr(self, name, sorted(ids))
         has_utt, has_img = bool(self.gold_utterance_ids), bool(self.gold_image_ids)
+        if self.dialogue_id is None and not (has_utt or has_img):
+            # A corpus query keeps its gold per dialogue in metadata; the type says what it asks.
+            return self
         if self.type is QueryType.NEGATIVE and (has_utt or has_img):
             raise ValueError("a negative query must have empty gold sets")
         if self.type is QueryType.IMAGE_ONLY and (has_utt or not has_img):
