@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
-from ffr_assets.assets import raw
+from ffr_assets.assets import fragments, mldr, raw
 from ffr_assets.resources import DatabaseResource, MlflowResource
 
-_asset_modules = [raw]
+_asset_modules = [raw, mldr, fragments]
 
 defs = Definitions(
     assets=load_assets_from_modules(_asset_modules),

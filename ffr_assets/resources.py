@@ -1,6 +1,5 @@
 """Resources: where the database and MLflow are. Local defaults need no configuration."""
 
-
 from dagster import ConfigurableResource
 from pydantic import Field
 

@@ -4,6 +4,7 @@
 |---|---|---|
 | FFR_HOME | `<repo>/dagster_home` | where local state lives (embedded Postgres data, MLflow db, artifacts) |
 | FFR_DATABASE_URL | unset | a Postgres >= 15 with pgvector >= 0.8; unset starts the embedded server |
+| FFR_PG_PORT | `55432` | port of the embedded server (127.0.0.1 only) |
 | FFR_PGDATA | `$FFR_HOME/pgdata` | data folder of the embedded server |
 | FFR_PHOTOCHAT_DIR | `../shared/data/photochat` | PhotoChat files (read in place, never copied) |
 | FFR_MODELS_DIR | `$FFR_HOME/models` | cache of converted offline weights (SmolLM2 safetensors, e5) |

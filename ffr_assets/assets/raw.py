@@ -2,7 +2,6 @@
 
 No `from __future__ import annotations` in asset modules: Dagster resolves Config types at runtime."""
 
-
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 

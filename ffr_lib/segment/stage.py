@@ -1,0 +1,110 @@
+"""The `fragments` stage: cut one dialogue batch into fragments and write them to a JSONL file.
+
+A batch is the set of stored dialogues whose ``metadata['batch']`` equals the partition key, so a
+new batch is cut without touching old ones. Output: ``$FFR_HOME/fragments/<batch>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ffr_lib.data.model import Dialogue
+from ffr_lib.segment.evaluate import compare_segmenters
+from ffr_lib.segment.fragments import Fragment
+from ffr_lib.segment.texttiling import TextTilingConfig, TextTilingSegmenter
+from ffr_lib.segment.windows import FixedWindowSegmenter, WindowConfig
+from ffr_lib.settings import get_settings
+
+
+class FragmentStageConfig(BaseModel):
+    segmenter: Literal["texttiling", "windows"] = Field(
+        "texttiling", description="embedding topic segmenter, or fixed windows (the baseline)"
+    )
+    encoder: str = Field("minilm", description="text encoder the segmenter embeds with")
+    texttiling: TextTilingConfig = Field(default_factory=TextTilingConfig)
+    windows: WindowConfig = Field(default_factory=WindowConfig)
+    evaluate_on: int = Field(
+        200, ge=0, description="dialogues with known topic boundaries scored by Pk/WindowDiff"
+    )
+
+
+def fragments_path(batch: str, folder: Path | None = None) -> Path:
+    folder = folder or get_settings().home / "fragments"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in batch)
+    return folder / f"{safe}.jsonl"
+
+
+def batch_dialogue_ids(url: str | None, batch: str) -> list[str]:
+    from ffr_lib.db import connect
+
+    with connect(url) as db:
+        rows = db.execute(
+            "SELECT id FROM ffr.dialogues WHERE metadata->>'batch' = %s ORDER BY id", (batch,)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def write_fragments(fragments: list[Fragment], path: Path) -> None:
+    """Atomic: readers see the old file or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        for fragment in fragments:
+            out.write(fragment.model_dump_json() + "\n")
+    os.replace(tmp, path)
+
+
+def read_fragments(path: Path) -> list[Fragment]:
+    with path.open(encoding="utf-8") as lines:
+        return [Fragment.model_validate_json(line) for line in lines if line.strip()]
+
+
+def make_segmenter(config: FragmentStageConfig):
+    if config.segmenter == "windows":
+        return FixedWindowSegmenter(config.windows)
+    from ffr_lib.fem.encoder import TextEncoder
+
+    encoder = TextEncoder.get(config.encoder)
+    return TextTilingSegmenter(encoder.encode, config.texttiling)
+
+
+def cut_dialogues(dialogues: list[Dialogue], config: FragmentStageConfig) -> list[Fragment]:
+    segmenter = make_segmenter(config)
+    many = getattr(segmenter, "segment_many", None)
+    per_dialogue = many(dialogues) if many else [segmenter.segment(d) for d in dialogues]
+    return [fragment for fragments in per_dialogue for fragment in fragments]
+
+
+def cut_batch(url: str | None, batch: str, config: FragmentStageConfig) -> dict:
+    """Cut every dialogue of ``batch``; write the fragments; score segmentation where the
+    dialogues carry known topic boundaries (segmenter vs fixed windows)."""
+    from ffr_lib.store import load_dialogues
+
+    ids = batch_dialogue_ids(url, batch)
+    if not ids:
+        raise ValueError(f"no stored dialogue has metadata batch {batch!r}")
+    dialogues = load_dialogues(ids, url=url)
+    fragments = cut_dialogues(dialogues, config)
+    path = fragments_path(batch)
+    write_fragments(fragments, path)
+    scored = [d for d in dialogues if "topic_boundaries" in d.metadata][: config.evaluate_on]
+    segmentation = {}
+    if scored:
+        segmentation = compare_segmenters(
+            scored,
+            {config.segmenter: make_segmenter(config), "fixed_windows": FixedWindowSegmenter()},
+        )
+    sizes = [len(f.utterance_ids) for f in fragments]
+    return {
+        "path": str(path),
+        "batch": batch,
+        "dialogues": len(dialogues),
+        "fragments": len(fragments),
+        "utterances_per_fragment": sum(sizes) / len(sizes) if sizes else 0.0,
+        "segmentation": segmentation,
+    }
