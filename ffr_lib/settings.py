@@ -8,6 +8,8 @@
 | FFR_PGDATA | `$FFR_HOME/pgdata` | data folder of the embedded server |
 | FFR_PHOTOCHAT_DIR | `../shared/data/photochat` | PhotoChat files (read in place, never copied) |
 | FFR_MODELS_DIR | `$FFR_HOME/models` | cache of converted offline weights (SmolLM2 safetensors, e5) |
+| FFR_INBOX_DIR | `$FFR_HOME/inbox` | folder the inbox sensor watches for new dialogue files |
+| FFR_INBOX_SETTLE_SECONDS | `5` | a file must be unchanged this long before the sensor takes it |
 | MLFLOW_TRACKING_URI | `sqlite:///$FFR_HOME/mlflow.db` | MLflow tracking store |
 """
 
