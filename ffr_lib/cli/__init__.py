@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from ffr_lib.cli import db, ingest, models, pending
+from ffr_lib.cli import db, ingest, models, pending, retrieve
 
 app = typer.Typer(
     name="ffr",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 app.command("ingest")(ingest.ingest)
+app.command("retrieve")(retrieve.retrieve)
 pending.register(app)
 
 

@@ -10,7 +10,6 @@ PENDING: dict[str, str] = {
     "ui": "Dagster + MLflow UIs (issue 7)",
     "bench": "the benchmark suite (issue 9)",
     "search": "SQL fragment search (issue 4)",
-    "retrieve": "F2RVLM single-dialogue retrieval (issue 5)",
     "query": "FFRS two-stage corpus retrieval (issue 6)",
     "eval": "evaluation reports (issue 6)",
 }

@@ -1,0 +1,231 @@
+"""Cheap-retriever hints written into the F2RVLM prompt, so that a small generator refines a
+ranking instead of searching the whole window on its own.
+
+Each utterance line gets a relevance bucket ``(r0)`` .. ``(rK)`` from a cheap scorer of
+(query, utterance text + captions of its images): word overlap (no model) or MiniLM cosine. The
+buckets are normalised over the WHOLE dialogue (not the window), so a window far from the
+answer shows only low buckets and the model can learn to answer "none" there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ffr_lib.data.model import Dialogue
+
+HintMethod = Literal["none", "overlap", "minilm"]
+Embedder = Callable[[list[str]], np.ndarray]
+
+_WORD_RE = re.compile(r"[a-z0-9]+")
+# Small stop list: function words carry no topical signal and would flood the overlap scores.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "from",
+        "by",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "am",
+        "i",
+        "you",
+        "he",
+        "she",
+        "it",
+        "we",
+        "they",
+        "me",
+        "him",
+        "her",
+        "us",
+        "them",
+        "my",
+        "your",
+        "his",
+        "its",
+        "our",
+        "their",
+        "this",
+        "that",
+        "these",
+        "those",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "how",
+        "when",
+        "where",
+        "why",
+        "do",
+        "does",
+        "did",
+        "done",
+        "have",
+        "has",
+        "had",
+        "having",
+        "not",
+        "no",
+        "yes",
+        "so",
+        "too",
+        "very",
+        "can",
+        "could",
+        "will",
+        "would",
+        "shall",
+        "should",
+        "may",
+        "might",
+        "must",
+        "just",
+        "than",
+        "then",
+        "there",
+        "here",
+        "about",
+        "up",
+        "down",
+        "out",
+        "over",
+        "under",
+        "again",
+        "also",
+        "all",
+        "any",
+        "some",
+        "one",
+        "get",
+        "got",
+        "like",
+        "oh",
+        "ok",
+        "okay",
+        "yeah",
+        "hi",
+        "hey",
+        "lol",
+        "im",
+        "its",
+        "dont",
+        "thats",
+        "whats",
+        "really",
+        "well",
+        "know",
+        "think",
+        "see",
+        "going",
+        "go",
+        "photo",
+        "picture",
+        "image",
+        "chat",
+        "talked",
+        "talk",
+        "about",
+        "when",
+        "we",
+        "where",
+        "query",
+        "said",
+    ]
+)
+
+
+class HintSettings(BaseModel):
+    """Which cheap scorer annotates the lines, and how coarsely."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: HintMethod = "overlap"
+    buckets: int = Field(3, ge=1, description="relevance levels above 0")
+    template: str = Field("(r{level})", description="annotation text; {level} field")
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased content words, crudely stemmed (first 5 letters) so that plural and
+    inflected forms meet."""
+    return {w[:5] for w in _WORD_RE.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}
+
+
+def utterance_texts(dialogue: Dialogue) -> list[str]:
+    """Text of each utterance plus the caption/OCR text of the images sent with it."""
+    texts = [u.text for u in dialogue.utterances]
+    for image in dialogue.images:
+        texts[image.utterance_index] += " " + image.content_text()
+    return texts
+
+
+def overlap_scores(query: str, texts: Sequence[str]) -> np.ndarray:
+    """Fraction of the query's content words found in each text."""
+    q = content_words(query)
+    if not q:
+        return np.zeros(len(texts))
+    return np.array([len(q & content_words(t)) / len(q) for t in texts], dtype=float)
+
+
+def embedding_scores(query: str, texts: Sequence[str], embed: Embedder) -> np.ndarray:
+    """Cosine similarity of query and each text under ``embed`` (clipped at 0)."""
+    if not texts:
+        return np.zeros(0)
+    vectors = np.asarray(embed([query, *texts]), dtype=float)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return np.clip(vectors[1:] @ vectors[0], 0.0, None)
+
+
+def relevance_scores(
+    dialogue: Dialogue, query: str, settings: HintSettings, embed: Embedder | None = None
+) -> np.ndarray:
+    """One score per utterance of ``dialogue`` (0 everywhere for method ``none``)."""
+    texts = utterance_texts(dialogue)
+    if settings.method == "none":
+        return np.zeros(len(texts))
+    if settings.method == "overlap":
+        return overlap_scores(query, texts)
+    if embed is None:
+        raise ValueError("hint method 'minilm' needs an embed function")
+    return embedding_scores(query, texts, embed)
+
+
+def buckets(scores: np.ndarray, levels: int) -> list[int]:
+    """Scores -> levels 0..levels relative to the best score of the dialogue (0 stays 0)."""
+    top = float(scores.max()) if scores.size else 0.0
+    if top <= 0:
+        return [0] * len(scores)
+    return [0 if s <= 0 else max(1, int(np.ceil(levels * s / top - 1e-9))) for s in scores]
+
+
+def hint_annotations(
+    dialogue: Dialogue, query: str, settings: HintSettings, embed: Embedder | None = None
+) -> dict[int, str] | None:
+    """Annotation per GLOBAL utterance id for ``render_prompt(annotations=...)``; None when
+    hints are off."""
+    if settings.method == "none":
+        return None
+    levels = buckets(relevance_scores(dialogue, query, settings, embed), settings.buckets)
+    return {i: settings.template.format(level=level) for i, level in enumerate(levels)}

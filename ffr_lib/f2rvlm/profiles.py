@@ -1,0 +1,188 @@
+"""Training profiles of F2RVLM: one pydantic object with everything SFT, the curriculum pass,
+GRPO and inference need. ``paper`` holds the paper's hyper-parameters (Qwen2-VL on GPUs);
+``cpu-small`` is sized to finish SFT + curriculum + GRPO on 2 CPU cores in about
+30 minutes (the demo); ``cpu-full`` runs for hours; ``tiny`` is for unit tests.
+
+CPU sizing (bench/f2rvlm_trial.py, SmolLM2-135M, markers as single tokens, window prompts of 12
+utterances with the short instruction, ~300 tokens): the issue's quiet-machine figure is ~6 s per
+SFT example at ~690 tokens, i.e. ~3 s at ~300 (cost is linear in prompt length). Measured here on
+2 cores shared with other test runs (load 5-6): 9-13 s per forward+backward of 350 tokens with
+1 thread (2 threads were 2-4x slower under contention), ~28-36 s per SFT step with two trials
+running side by side. ``cpu-small`` (240 SFT examples, 48 curriculum prompts, 12 GRPO steps of
+4 x 24 tokens) is sized for ~30 min on a quiet machine; re-measure before relying on it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ffr_lib.f2rvlm.answer import AnswerForm
+from ffr_lib.f2rvlm.backbone import BackboneKind, LoraSettings
+from ffr_lib.f2rvlm.hints import HintSettings
+from ffr_lib.f2rvlm.prompt import ImageMode
+from ffr_lib.f2rvlm.rewards import RewardWeights
+
+SHORT_INSTRUCTION = (
+    "Which lines answer the query? (rN) is a relevance hint, higher is more relevant. "
+    "Answer U <utterance ids>; I <image ids>, ranges like 3-5, none if empty."
+)
+
+
+class SFTSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = 1e-4
+    epochs: float = 1.0
+    warmup_ratio: float = 0.05
+    batch_size: int = 1
+    grad_accum: int = 1
+    max_length: int = 1024
+    max_examples: int | None = Field(None, description="cap on training prompts (None = all)")
+    max_steps: int = Field(-1, description="-1 = epochs decide")
+    logging_steps: int = 10
+
+
+class GRPOSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = 2e-6
+    num_generations: int = 8
+    prompts_per_step: int = Field(1, ge=1, description="distinct prompts in one optimizer step")
+    beta: float = 0.02
+    epsilon: float = 0.2
+    epsilon_high: float = 0.28
+    temperature: float = 1.0
+    top_p: float = 0.85
+    max_completion_length: int = 48
+    max_steps: int = Field(-1, description="-1 = one pass over the curriculum data")
+    max_examples: int | None = None
+    dynamic_sampling: bool = Field(
+        True,
+        description="drop prompts whose sampled group has zero reward variance (DAPO-style), "
+        "using a cheap pre-sampling pass with the SFT model",
+    )
+    presample_generations: int = Field(
+        4, ge=2, description="completions per prompt in the zero-variance pre-pass"
+    )
+    reward_weights: RewardWeights = Field(default_factory=RewardWeights)
+    logging_steps: int = 1
+
+
+class CurriculumSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    max_examples: int | None = Field(None, description="prompts scored by the SFT model")
+    max_new_tokens: int = 48
+
+
+class F2RVLMProfile(BaseModel):
+    """Everything one training run needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    backbone: str = Field("smollm2-135m", description="alias, folder or hub id")
+    backbone_kind: BackboneKind = "auto"
+    image_mode: ImageMode = "caption"
+    answer_form: AnswerForm = "compact"
+    add_marker_tokens: bool = True
+    window_utterances: int = Field(12, ge=2, description="utterances per fragment-local prompt")
+    window_overlap: int = Field(4, ge=0)
+    negative_window_ratio: float = Field(
+        0.5, ge=0, description="windows without gold kept per window with gold (training)"
+    )
+    instruction: str | None = Field(
+        SHORT_INSTRUCTION,
+        description="task text of the prompt; None = the long reference instruction. Short "
+        "saves ~120 tokens per window prompt (cost is linear in prompt length)",
+    )
+    hints: HintSettings = Field(default_factory=HintSettings)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    sft: SFTSettings = Field(default_factory=SFTSettings)
+    curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
+    max_new_tokens: int = Field(48, description="generation budget at inference")
+    seed: int = 0
+    device: Literal["cpu", "auto"] = "auto"
+
+
+PROFILES: dict[str, F2RVLMProfile] = {
+    # The paper's hyper-parameters (Qwen2-VL-2B, GPU): whole dialogue windows of ~100 turns,
+    # reference answer format, pixels for images, no hints.
+    "paper": F2RVLMProfile(
+        name="paper",
+        backbone="Qwen/Qwen2-VL-2B-Instruct",
+        backbone_kind="vlm",
+        image_mode="placeholder",
+        answer_form="reference",
+        add_marker_tokens=False,
+        instruction=None,
+        window_utterances=100,
+        window_overlap=10,
+        hints=HintSettings(method="none"),
+        sft=SFTSettings(learning_rate=1e-4, epochs=1, warmup_ratio=0.05, max_length=8192),
+        grpo=GRPOSettings(num_generations=8, prompts_per_step=4, max_completion_length=256),
+        max_new_tokens=256,
+    ),
+    # Demo profile: ~30 min on 2 CPU cores (sized in bench/f2rvlm_trial.py; see module doc).
+    "cpu-small": F2RVLMProfile(
+        name="cpu-small",
+        sft=SFTSettings(max_examples=240, max_length=512, logging_steps=20),
+        curriculum=CurriculumSettings(max_examples=48),
+        grpo=GRPOSettings(
+            num_generations=4,
+            prompts_per_step=1,
+            max_steps=12,
+            learning_rate=1e-5,
+            max_completion_length=24,
+            presample_generations=2,
+            reward_weights=RewardWeights(fragment=0.0),
+        ),
+        max_new_tokens=24,
+        device="cpu",
+    ),
+    # Hours in the background: more prompts, two SFT epochs, a longer GRPO with 8 generations.
+    "cpu-full": F2RVLMProfile(
+        name="cpu-full",
+        sft=SFTSettings(max_examples=3000, epochs=2, max_length=768, logging_steps=50),
+        curriculum=CurriculumSettings(max_examples=600),
+        grpo=GRPOSettings(
+            num_generations=8,
+            prompts_per_step=2,
+            max_steps=300,
+            learning_rate=5e-6,
+            max_completion_length=32,
+        ),
+        max_new_tokens=32,
+        device="cpu",
+    ),
+    # Unit tests: tiny config-built models, a couple of steps.
+    "tiny": F2RVLMProfile(
+        name="tiny",
+        backbone="tiny-qwen2",
+        window_utterances=8,
+        window_overlap=2,
+        sft=SFTSettings(max_examples=4, max_steps=2, max_length=512, learning_rate=5e-2),
+        curriculum=CurriculumSettings(max_examples=4, max_new_tokens=8),
+        grpo=GRPOSettings(
+            num_generations=2,
+            max_steps=2,
+            learning_rate=5e-2,
+            max_completion_length=8,
+            dynamic_sampling=False,
+            reward_weights=RewardWeights(fragment=0.0),
+        ),
+        max_new_tokens=8,
+        device="cpu",
+    ),
+}
+
+
+def get_profile(name: str, **overrides: object) -> F2RVLMProfile:
+    """A copy of the named profile with top-level overrides applied."""
+    if name not in PROFILES:
+        raise KeyError(f"unknown F2RVLM profile {name!r}; known: {sorted(PROFILES)}")
+    return PROFILES[name].model_copy(update=overrides, deep=True)

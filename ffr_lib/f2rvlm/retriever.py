@@ -1,0 +1,273 @@
+"""F2RVLM inference and the fragment-local prompts shared by training and inference.
+
+A dialogue is cut into windows (``profile.window_utterances`` utterances, overlapping); each
+window is rendered with local ids (plus cheap-retriever hints when the profile has them), the
+model answers each window, and the answers are mapped back to global ids and merged (union).
+Training records are built by the same function, so train and inference prompts never drift.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ffr_lib.data.model import Dialogue, Query
+from ffr_lib.f2rvlm.answer import ParsedAnswer, format_in, parse
+from ffr_lib.f2rvlm.backbone import Backbone, load_backbone, load_trained, read_adapter_meta
+from ffr_lib.f2rvlm.hints import hint_annotations
+from ffr_lib.f2rvlm.profiles import F2RVLMProfile, get_profile
+from ffr_lib.f2rvlm.prompt import IMAGE_TOKEN, PromptConfig, RenderedPrompt, render_prompt
+from ffr_lib.f2rvlm.windows import Window, WindowConfig, merge_window_answers, plan_windows
+
+Embedder = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class WindowPrompt:
+    window: Window
+    prompt: RenderedPrompt
+
+
+def prompt_config(profile: F2RVLMProfile) -> PromptConfig:
+    instruction = profile.instruction
+    if instruction is not None and profile.hints.method == "none":
+        instruction = instruction.replace("(rN) is a relevance hint, higher is more relevant. ", "")
+    return PromptConfig(
+        image_mode=profile.image_mode, answer_form=profile.answer_form, instruction=instruction
+    )
+
+
+def window_prompts(
+    dialogue: Dialogue, query: str, profile: F2RVLMProfile, embed: Embedder | None = None
+) -> list[WindowPrompt]:
+    """The fragment-local prompts of ``query`` over ``dialogue`` (one per window)."""
+    config = prompt_config(profile)
+    overlap = min(profile.window_overlap, profile.window_utterances - 1)
+    windows = plan_windows(
+        dialogue, WindowConfig(max_utterances=profile.window_utterances, overlap=overlap)
+    )
+    notes = hint_annotations(dialogue, query, profile.hints, embed)
+    return [
+        WindowPrompt(w, render_prompt(dialogue, query, config, list(w.utterance_ids), notes))
+        for w in windows
+    ]
+
+
+def chat_messages(prompt: RenderedPrompt, vlm: bool) -> list[dict[str, Any]]:
+    """Chat messages for the model: plain strings (text LM) or content parts with one image
+    part per ``<image>`` tag (VLM chat templates insert the vision tokens there)."""
+    if not vlm:
+        return [dict(m) for m in prompt.messages]
+    out: list[dict[str, Any]] = []
+    for message in prompt.messages:
+        pieces = message["content"].split(IMAGE_TOKEN)
+        parts: list[dict[str, Any]] = []
+        for k, piece in enumerate(pieces):
+            if k:
+                parts.append({"type": "image"})
+            if piece:
+                parts.append({"type": "text", "text": piece})
+        out.append({"role": message["role"], "content": parts})
+    return out
+
+
+def _local_texts(
+    dialogue: Dialogue, prompt: RenderedPrompt
+) -> tuple[list[str], list[str], list[int]]:
+    """Per local id: utterance texts, image texts, owner (local utterance id) of each image:
+    the columns R_Fragment needs."""
+    utt = [dialogue.utterances[g].text for g in prompt.utterance_ids]
+    local_of = {g: i for i, g in enumerate(prompt.utterance_ids)}
+    imgs = [dialogue.images[g] for g in prompt.image_ids]
+    return utt, [i.content_text() for i in imgs], [local_of[i.utterance_index] for i in imgs]
+
+
+def training_records(
+    dialogues: dict[str, Dialogue],
+    queries: Sequence[Query],
+    profile: F2RVLMProfile,
+    embed: Embedder | None = None,
+    seed: int = 0,
+    load_pixels: Callable[[Any], Any] | None = None,
+) -> list[dict[str, Any]]:
+    """One record per (query, window): windows holding gold, plus a sample of windows without
+    it (``negative_window_ratio``) so the model learns to answer "none". Records carry chat
+    ``prompt``, ``completion`` (SFT), ``solution`` and gold/text columns (rewards)."""
+    rng = random.Random(seed)
+    vlm = profile.image_mode == "placeholder"
+    records: list[dict[str, Any]] = []
+    for query in queries:
+        dialogue = dialogues[query.dialogue_id or ""]
+        prompts = window_prompts(dialogue, query.text, profile, embed)
+        with_gold, without = [], []
+        for wp in prompts:
+            local_u, local_i = wp.prompt.to_local(query.gold_utterance_ids, query.gold_image_ids)
+            (with_gold if (local_u or local_i) else without).append((wp, local_u, local_i))
+        n_neg = round(profile.negative_window_ratio * max(1, len(with_gold)))
+        chosen = with_gold + rng.sample(without, min(n_neg, len(without)))
+        for wp, local_u, local_i in chosen:
+            answer = format_in(local_u, local_i, profile.answer_form)
+            utt_texts, img_texts, owners = _local_texts(dialogue, wp.prompt)
+            record: dict[str, Any] = {
+                "prompt": chat_messages(wp.prompt, vlm),
+                "completion": [{"role": "assistant", "content": answer}],
+                "solution": answer,
+                "gold_utterance_ids": local_u,
+                "gold_image_ids": local_i,
+                "utterance_texts": utt_texts,
+                "image_texts": img_texts,
+                "image_owner": owners,
+                "query_id": query.id,
+            }
+            if vlm:
+                loader = load_pixels or _default_pixels
+                record["images"] = [loader(image) for image in wp.prompt.images]
+            records.append(record)
+    return records
+
+
+def _default_pixels(image: Any) -> Any:
+    """Pixels of an image: its file when it has one, else a grey placeholder (PhotoChat ships
+    no photos; the VLM then relies on the caption in ``both`` mode)."""
+    from PIL import Image as PILImage
+
+    if image.path and Path(image.path).is_file():
+        return PILImage.open(image.path).convert("RGB")
+    return PILImage.new("RGB", (56, 56), (128, 128, 128))
+
+
+def generate(
+    backbone: Backbone,
+    messages: Sequence[list[dict[str, Any]]],
+    max_new_tokens: int,
+    images: Sequence[list[Any]] | None = None,
+    with_logprobs: bool = False,
+    batch_size: int = 8,
+) -> list[tuple[str, list[float]]]:
+    """Greedy completions for chat prompts (batched, left padding), optionally with the log
+    probability of each generated token."""
+    import torch
+
+    tokenizer = backbone.tokenizer
+    tokenizer.padding_side = "left"
+    model = backbone.model
+    model.eval()
+    out: list[tuple[str, list[float]]] = []
+    for start in range(0, len(messages), batch_size):
+        chunk = list(messages[start : start + batch_size])
+        texts = [
+            backbone.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+            for m in chunk
+        ]
+        if backbone.is_vlm:
+            chunk_images = [
+                img for group in (images or [])[start : start + batch_size] for img in group
+            ]
+            inputs = backbone.processor(
+                text=texts, images=chunk_images or None, return_tensors="pt", padding=True
+            )
+        else:
+            inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = inputs.to(model.device)
+        with torch.no_grad():
+            result = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                output_scores=with_logprobs,
+                return_dict_in_generate=True,
+            )
+        new_tokens = result.sequences[:, inputs["input_ids"].shape[1] :]
+        logprobs = None
+        if with_logprobs:
+            logprobs = model.compute_transition_scores(
+                result.sequences, result.scores, normalize_logits=True
+            )
+        for row in range(new_tokens.shape[0]):
+            ids = new_tokens[row]
+            keep = ids != tokenizer.pad_token_id
+            # Stop at the first end-of-turn token: what follows is padding of the batch.
+            eos = tokenizer.eos_token_id
+            length = int(keep.sum())
+            for k, token in enumerate(ids.tolist()):
+                if token == eos or token == tokenizer.pad_token_id:
+                    length = k
+                    break
+            text = tokenizer.decode(ids[:length], skip_special_tokens=True)
+            lp = [float(x) for x in logprobs[row, :length]] if logprobs is not None else []
+            out.append((text, lp))
+    return out
+
+
+class F2RVLMRetriever:
+    """A loaded generator plus its profile. ``from_adapter`` reads what ``train_sft`` /
+    ``train_grpo`` saved; ``from_base`` uses an untrained backbone (zero-shot)."""
+
+    def __init__(
+        self, backbone: Backbone, profile: F2RVLMProfile, embed: Embedder | None = None
+    ) -> None:
+        self.backbone = backbone
+        self.profile = profile
+        self.embed = embed
+
+    @classmethod
+    def from_adapter(
+        cls, adapter_dir: str | Path, embed: Embedder | None = None
+    ) -> F2RVLMRetriever:
+        meta = read_adapter_meta(Path(adapter_dir))
+        profile = F2RVLMProfile.model_validate(meta["profile"])
+        return cls(load_trained(adapter_dir), profile, embed)
+
+    @classmethod
+    def from_base(cls, profile: F2RVLMProfile, embed: Embedder | None = None) -> F2RVLMRetriever:
+        backbone = load_backbone(
+            profile.backbone, profile.backbone_kind, add_markers=profile.add_marker_tokens
+        )
+        return cls(backbone, profile, embed)
+
+    def answer_windows(
+        self, dialogue: Dialogue, query: str
+    ) -> tuple[list[WindowPrompt], list[ParsedAnswer], list[str]]:
+        """Per-window prompts, parsed local answers and raw completions."""
+        prompts = window_prompts(dialogue, query, self.profile, self.embed)
+        vlm = self.backbone.is_vlm
+        outputs = generate(
+            self.backbone,
+            [chat_messages(wp.prompt, vlm) for wp in prompts],
+            self.profile.max_new_tokens,
+            images=[[_default_pixels(i) for i in wp.prompt.images] for wp in prompts]
+            if vlm
+            else None,
+        )
+        texts = [text for text, _ in outputs]
+        return prompts, [parse(t, self.profile.answer_form) for t in texts], texts
+
+    def retrieve(self, dialogue: Dialogue, query: str) -> tuple[list[int], list[int]]:
+        """Global (utterance ids, image ids) of the fragment that answers ``query``."""
+        prompts, answers, _ = self.answer_windows(dialogue, query)
+        return merge_window_answers([wp.window for wp in prompts], answers, policy="union")
+
+
+_CACHE: dict[str, F2RVLMRetriever] = {}
+
+
+def retrieve(
+    dialogue: Dialogue, query: str, model: str | Path | F2RVLMRetriever
+) -> tuple[list[int], list[int]]:
+    """Retrieve the fragment of ``dialogue`` that answers ``query``. ``model`` is a loaded
+    retriever, an adapter folder saved by training, or a profile name (untrained backbone)."""
+    if isinstance(model, F2RVLMRetriever):
+        return model.retrieve(dialogue, query)
+    key = str(model)
+    if key not in _CACHE:
+        if Path(key).is_dir():
+            _CACHE[key] = F2RVLMRetriever.from_adapter(key)
+        else:
+            _CACHE[key] = F2RVLMRetriever.from_base(get_profile(key))
+    return _CACHE[key].retrieve(dialogue, query)
