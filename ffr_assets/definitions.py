@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
-from ffr_assets.assets import fragments, mldr, raw
+from ffr_assets.assets import f2rvlm, fragments, inbox, mldr, raw
 from ffr_assets.resources import DatabaseResource, MlflowResource
 
-_asset_modules = [raw, mldr, fragments]
+_asset_modules = [raw, inbox, mldr, fragments, f2rvlm]
 
 defs = Definitions(
     assets=load_assets_from_modules(_asset_modules),

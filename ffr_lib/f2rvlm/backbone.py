@@ -245,3 +245,27 @@ def load_trained(adapter_dir: str | Path) -> Backbone:
     model.eval()
     backbone.model = model
     return backbone
+
+
+def adapter_weight_stats(adapter_dir: str | Path) -> dict[str, Any]:
+    """Health of a saved adapter: every tensor finite, and the LoRA update not all zero (a
+    LoRA ``B`` matrix starts at zero, so all-zero means training changed nothing)."""
+    import torch
+    from safetensors.torch import load_file
+
+    files = sorted(Path(adapter_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{adapter_dir} holds no .safetensors adapter weights")
+    tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+        tensors.update(load_file(str(file)))
+    finite = all(bool(torch.isfinite(t).all()) for t in tensors.values())
+    lora_b = [t for name, t in tensors.items() if "lora_B" in name]
+    b_norm = float(sum(float(t.float().norm()) for t in lora_b))
+    return {
+        "tensors": len(tensors),
+        "parameters": int(sum(t.numel() for t in tensors.values())),
+        "finite": finite,
+        "lora_b_norm": b_norm,
+        "nonzero": b_norm > 0,
+    }

@@ -1,0 +1,124 @@
+"""F2RVLM, the generative fragment retriever: `f2rvlm_sft` -> `f2rvlm_curriculum` -> `f2rvlm_grpo`.
+
+Each asset's value is a small summary dict (paths, run ids, metrics), never a live model.
+No `from __future__ import annotations` in asset modules: Dagster resolves Config types at runtime.
+"""
+
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetIn,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+    asset_check,
+)
+from pydantic import Field
+
+from ffr_assets.resources import MlflowResource
+
+
+class F2RVLMConfig(Config):
+    profile: str = Field(
+        default="cpu-small",
+        description="paper (Qwen2-VL on GPUs) | cpu-small (~30 min, the demo) | cpu-full "
+        "(hours) | tiny (tests)",
+    )
+    backbone: str | None = Field(
+        default=None, description="override the profile's backbone: alias, folder or hub id"
+    )
+    seed: int = Field(default=0, description="sampling of training prompts")
+
+
+def _stage_config(config: F2RVLMConfig) -> Any:
+    from ffr_lib.f2rvlm.stage import F2RVLMStageConfig
+
+    return F2RVLMStageConfig(profile=config.profile, backbone=config.backbone, seed=config.seed)
+
+
+def _metadata(summary: dict) -> dict:
+    metadata: dict[str, Any] = {}
+    for key, value in summary.items():
+        if key.endswith("_dir") or key == "path":
+            metadata[key] = MetadataValue.path(value)
+        elif isinstance(value, bool | int | float | str) or value is None:
+            metadata[key] = value if value is not None else "none"
+        else:
+            metadata[key] = MetadataValue.json(value)
+    return metadata
+
+
+@asset(
+    group_name="f2rvlm",
+    deps=["mldr_splits"],
+    description="Cold-start SFT of the generative retriever: LoRA (r=8, alpha=32, all linear "
+    "layers) with trl's SFTTrainer on fragment-local window prompts of the MLDR train split. "
+    "Logged to MLflow and registered as `f2rvlm-sft`.",
+    owners=["team:ffr"],
+    kinds={"pytorch", "mlflow"},
+)
+def f2rvlm_sft(context: AssetExecutionContext, config: F2RVLMConfig, mlflow: MlflowResource):
+    from ffr_lib.f2rvlm.stage import run_sft
+
+    mlflow.configure()
+    summary = run_sft(_stage_config(config))
+    context.log.info(f"SFT adapter at {summary['adapter_dir']} ({summary['records']} records)")
+    return Output(summary, metadata=_metadata(summary))
+
+
+@asset(
+    group_name="f2rvlm",
+    ins={"f2rvlm_sft": AssetIn()},
+    deps=["mldr_splits"],
+    description="Difficulty-aware curriculum: the SFT model answers train prompts keeping token "
+    "probabilities; F1 and entropy quartiles sort them into easy / middle / confusing / hard, "
+    "filtered and ordered easy -> hard as METHOD.md prescribes.",
+    owners=["team:ffr"],
+    kinds={"pytorch"},
+)
+def f2rvlm_curriculum(context: AssetExecutionContext, config: F2RVLMConfig, f2rvlm_sft: dict):
+    from ffr_lib.f2rvlm.stage import run_curriculum
+
+    summary = run_curriculum(_stage_config(config), f2rvlm_sft["adapter_dir"])
+    context.log.info(f"curriculum classes {summary.get('class_counts')}")
+    return Output(summary, metadata=_metadata(summary))
+
+
+@asset(
+    group_name="f2rvlm",
+    ins={"f2rvlm_sft": AssetIn(), "f2rvlm_curriculum": AssetIn()},
+    description="GRPO with the multi-objective rewards (F1 with length penalty, fragment "
+    "coherence, format) over the curriculum in order, from the SFT model. Logged to MLflow and "
+    "registered as `f2rvlm-grpo`; the serving retriever of `ffr retrieve` and FFRS.",
+    owners=["team:ffr"],
+    kinds={"pytorch", "mlflow"},
+)
+def f2rvlm_grpo(
+    context: AssetExecutionContext,
+    config: F2RVLMConfig,
+    mlflow: MlflowResource,
+    f2rvlm_sft: dict,
+    f2rvlm_curriculum: dict,
+):
+    from ffr_lib.f2rvlm.stage import run_grpo
+
+    mlflow.configure()
+    summary = run_grpo(_stage_config(config), f2rvlm_sft["adapter_dir"], f2rvlm_curriculum["path"])
+    context.log.info(f"GRPO adapter at {summary['adapter_dir']}")
+    return Output(summary, metadata=_metadata(summary))
+
+
+@asset_check(asset=f2rvlm_grpo, description="The trained LoRA weights are finite and non-zero.")
+def f2rvlm_grpo_weights_finite(f2rvlm_grpo: dict) -> AssetCheckResult:
+    from ffr_lib.f2rvlm.backbone import adapter_weight_stats
+
+    stats = adapter_weight_stats(f2rvlm_grpo["adapter_dir"])
+    return AssetCheckResult(
+        passed=stats["finite"] and stats["nonzero"],
+        severity=AssetCheckSeverity.ERROR,
+        metadata={k: v for k, v in stats.items()},
+    )

@@ -1,0 +1,141 @@
+"""The F2RVLM stages as the asset graph runs them: SFT, the curriculum pass, GRPO.
+
+Each stage reads the MLDR-style train split written by the `mldr_splits` stage, writes its output
+under ``$FFR_HOME/f2rvlm/<stage>/`` and returns a JSON-able summary. Records are shuffled with a
+seed before capping, so a small profile still sees every query family.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ffr_lib.data.dataset import Dataset
+from ffr_lib.f2rvlm.profiles import F2RVLMProfile, get_profile
+from ffr_lib.settings import get_settings
+
+CURRICULUM_FILE = "curriculum.jsonl"
+
+
+class F2RVLMStageConfig(BaseModel):
+    profile: str = Field("cpu-small", description="paper | cpu-small | cpu-full | tiny")
+    backbone: str | None = Field(None, description="override the profile's backbone")
+    mldr_dir: Path | None = Field(None, description="default: $FFR_HOME/data/mldr")
+    out_dir: Path | None = Field(None, description="default: $FFR_HOME/f2rvlm")
+    track: bool = Field(True, description="log runs to MLflow and register adapters")
+    seed: int = 0
+
+    def resolved_profile(self) -> F2RVLMProfile:
+        overrides: dict[str, Any] = {"seed": self.seed}
+        if self.backbone:
+            overrides["backbone"] = self.backbone
+        return get_profile(self.profile, **overrides)
+
+    def stage_dir(self, stage: str) -> Path:
+        return (self.out_dir or get_settings().home / "f2rvlm") / stage
+
+
+def load_split(split: str, mldr_dir: Path | None = None) -> Dataset:
+    from ffr_lib.data.canonical import read_canonical
+
+    folder = (mldr_dir or get_settings().home / "data" / "mldr") / split
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder} does not exist: materialize mldr_splits first")
+    return read_canonical(folder, check_images=False)
+
+
+def _embed_for(profile: F2RVLMProfile) -> Any:
+    if profile.hints.method != "minilm":
+        return None
+    from ffr_lib.fem.encoder import get_text_encoder
+
+    return get_text_encoder().encode
+
+
+def build_records(
+    dataset: Dataset, profile: F2RVLMProfile, max_queries: int | None, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Training records of a seeded sample of the split's queries (windows with gold plus a
+    share of windows without), shuffled so any prefix mixes query types and families."""
+    from ffr_lib.f2rvlm.retriever import training_records
+
+    queries = [q for q in dataset.queries if q.dialogue_id is not None]
+    rng = random.Random(seed)
+    rng.shuffle(queries)
+    if max_queries is not None:
+        queries = queries[:max_queries]
+    records = training_records(
+        dataset.dialogue_by_id(), queries, profile, embed=_embed_for(profile), seed=seed
+    )
+    rng.shuffle(records)
+    return records
+
+
+def run_sft(config: F2RVLMStageConfig) -> dict[str, Any]:
+    from ffr_lib.f2rvlm.sft import train_sft
+
+    profile = config.resolved_profile()
+    train = load_split("train", config.mldr_dir)
+    records = build_records(train, profile, profile.sft.max_examples, config.seed)
+    result = train_sft(profile, records, config.stage_dir("sft"), track=config.track)
+    return {
+        "adapter_dir": str(result.adapter_dir),
+        "run_id": result.run_id,
+        "records": len(records),
+        "profile": profile.name,
+        "backbone": profile.backbone,
+        "metrics": result.metrics,
+    }
+
+
+def run_curriculum(config: F2RVLMStageConfig, sft_adapter: str | Path) -> dict[str, Any]:
+    """Score train records with the SFT model, order them easy -> hard, write them as JSONL."""
+    from ffr_lib.f2rvlm.difficulty import score_records
+    from ffr_lib.f2rvlm.grpo import curriculum_order
+
+    profile = config.resolved_profile()
+    train = load_split("train", config.mldr_dir)
+    # Another seed than SFT's sample, so GRPO also sees prompts SFT did not train on.
+    records = build_records(train, profile, profile.curriculum.max_examples, config.seed + 1)
+    scores = score_records(sft_adapter, records, profile)
+    ordered, meta = curriculum_order(scores)
+    out = config.stage_dir("curriculum")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / CURRICULUM_FILE
+    with path.open("w", encoding="utf-8") as lines:
+        for record in ordered:
+            lines.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return {
+        "path": str(path),
+        "scored": len(records),
+        "kept": len(ordered),
+        "mean_f1": sum(scores.f1) / len(scores.f1) if scores.f1 else 0.0,
+        "seconds": scores.seconds,
+        **meta,
+    }
+
+
+def read_curriculum(path: str | Path) -> list[dict[str, Any]]:
+    with Path(path).open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def run_grpo(
+    config: F2RVLMStageConfig, sft_adapter: str | Path, curriculum_path: str | Path
+) -> dict[str, Any]:
+    """GRPO over the curriculum-ordered records (no shuffling) from the SFT adapter."""
+    from ffr_lib.f2rvlm.grpo import train_grpo
+
+    profile = config.resolved_profile()
+    records = read_curriculum(curriculum_path)
+    result = train_grpo(profile, records, sft_adapter, config.stage_dir("grpo"), track=config.track)
+    return {
+        "adapter_dir": str(result.adapter_dir),
+        "run_id": result.run_id,
+        "records": len(records),
+        "metrics": result.metrics,
+    }
