@@ -6,7 +6,6 @@ from __future__ import annotations
 import typer
 
 PENDING: dict[str, str] = {
-    "demo": "the end-to-end demo (issue 7: operable end to end)",
     "ui": "Dagster + MLflow UIs (issue 7)",
     "bench": "the benchmark suite (issue 9)",
     "search": "SQL fragment search (issue 4)",

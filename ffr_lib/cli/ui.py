@@ -152,7 +152,9 @@ def ui(
     specs = service_specs(config, settings)
     if len(specs) == 1:
         typer.echo(f"MLflow tracking is remote ({settings.mlflow_tracking_uri}); not starting one.")
-    typer.echo(f"Starting {', '.join(s.name for s in specs)} (logs in {settings.home / 'logs'}) ...")
+    typer.echo(
+        f"Starting {', '.join(s.name for s in specs)} (logs in {settings.home / 'logs'}) ..."
+    )
 
     def ready(services: Sequence[Service]) -> None:
         for service in services:
