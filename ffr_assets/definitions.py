@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 from ffr_assets.assets import f2rvlm, fragments, inbox, mldr, raw
+from ffr_assets.execution import executor
 from ffr_assets.resources import DatabaseResource, MlflowResource
 
 _asset_modules = [raw, inbox, mldr, fragments, f2rvlm]
@@ -13,4 +14,5 @@ defs = Definitions(
     assets=load_assets_from_modules(_asset_modules),
     asset_checks=load_asset_checks_from_modules(_asset_modules),
     resources={"database": DatabaseResource(), "mlflow": MlflowResource()},
+    executor=executor(),
 )

@@ -19,6 +19,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from ffr_assets.execution import GPU_STEP
 from ffr_assets.resources import MlflowResource
 
 
@@ -60,6 +61,7 @@ def _metadata(summary: dict) -> dict:
     "Logged to MLflow and registered as `f2rvlm-sft`.",
     owners=["team:ffr"],
     kinds={"pytorch", "mlflow"},
+    op_tags=GPU_STEP,
 )
 def f2rvlm_sft(context: AssetExecutionContext, config: F2RVLMConfig, mlflow: MlflowResource):
     from ffr_lib.f2rvlm.stage import run_sft
@@ -79,6 +81,7 @@ def f2rvlm_sft(context: AssetExecutionContext, config: F2RVLMConfig, mlflow: Mlf
     "filtered and ordered easy -> hard as METHOD.md prescribes.",
     owners=["team:ffr"],
     kinds={"pytorch"},
+    op_tags=GPU_STEP,
 )
 def f2rvlm_curriculum(context: AssetExecutionContext, config: F2RVLMConfig, f2rvlm_sft: dict):
     from ffr_lib.f2rvlm.stage import run_curriculum
@@ -96,6 +99,7 @@ def f2rvlm_curriculum(context: AssetExecutionContext, config: F2RVLMConfig, f2rv
     "registered as `f2rvlm-grpo`; the serving retriever of `ffr retrieve` and FFRS.",
     owners=["team:ffr"],
     kinds={"pytorch", "mlflow"},
+    op_tags=GPU_STEP,
 )
 def f2rvlm_grpo(
     context: AssetExecutionContext,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import typer
 
 PENDING: dict[str, str] = {
-    "ui": "Dagster + MLflow UIs (issue 7)",
     "bench": "the benchmark suite (issue 9)",
     "search": "SQL fragment search (issue 4)",
     "query": "FFRS two-stage corpus retrieval (issue 6)",
