@@ -4,6 +4,9 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 
+_MIGRATED: set[str] = set()
+
+
 class DatabaseResource(ConfigurableResource):
     """Postgres with pgvector. Empty ``url`` means FFR_DATABASE_URL, or else the embedded server
     (started on demand under FFR_HOME)."""
@@ -13,9 +16,14 @@ class DatabaseResource(ConfigurableResource):
     )
 
     def resolved_url(self) -> str:
-        from ffr_lib.db import database_url
+        """The URL in use, with every migration applied (idempotent: a no-op once up to date)."""
+        from ffr_lib.db import database_url, migrate
 
-        return self.url or database_url()
+        url = self.url or database_url()
+        if url not in _MIGRATED:
+            migrate(url)
+            _MIGRATED.add(url)
+        return url
 
 
 class MlflowResource(ConfigurableResource):

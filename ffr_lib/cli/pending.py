@@ -8,8 +8,6 @@ import typer
 PENDING: dict[str, str] = {
     "bench": "the benchmark suite (issue 9)",
     "search": "SQL fragment search (issue 4)",
-    "query": "FFRS two-stage corpus retrieval (issue 6)",
-    "eval": "evaluation reports (issue 6)",
 }
 
 

@@ -1,0 +1,516 @@
+"""The systems compared in the evaluation, each a small :class:`~ffr_lib.evaluation.harness.System`.
+
+| name | modes | what it predicts |
+|---|---|---|
+| ``bm25-utt`` | single, corpus | BM25 (bm25s) over utterances; pick = top 3 with a positive score in the top dialogue |
+| ``bm25-frag`` | single, corpus | BM25 over the indexed fragments; pick = the top fragment |
+| ``dense-minilm`` | single, corpus | zero-shot base MiniLM over utterances (cosine); pick = top 3 in the top dialogue |
+| ``fem`` | single, corpus | FEM alone: ``ffr.search_fragments``; pick = all of the top fragment |
+| ``ffrs-fragment`` | corpus | FFRS with the whole recalled fragments merged per dialogue (no F2RVLM) |
+| ``ffrs`` | corpus | FFRS: FEM top-K, F2RVLM picks inside each fragment, merged per dialogue |
+| ``f2rvlm`` | single | F2RVLM alone over the whole dialogue (sliding windows) |
+| ``position-prior`` | single | the gold's typical position and length, fitted on other queries |
+| ``overlap-window`` | single | the window sharing the most query words |
+| ``minilm-window`` | single | the contiguous run of utterances most similar to the query (MiniLM) |
+
+Utterances are seen as a text model sees them (``speaker: text [image: caption]``,
+:func:`ffr_lib.mldr.text.utterance_render`); a pick of utterances includes the images sent with
+them. The single-dialogue BM25 and overlap window are the helpers of
+:mod:`ffr_lib.mldr.difficulty`; the corpus-wide BM25 indexes use bm25s with the same terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ffr_lib.data.dataset import Dataset
+from ffr_lib.data.model import Dialogue
+from ffr_lib.evaluation.harness import Corpus, Mode, System, SystemSkipped
+from ffr_lib.ffrs.types import Prediction, RankedFragment, merge_per_dialogue, timed
+from ffr_lib.mldr.difficulty import (
+    _terms,  # the tokenisation of the BM25 helpers (stems, no stop words)
+    bm25_predict,
+    bm25_rank,
+    overlap_window_predict,
+)
+from ffr_lib.mldr.text import utterance_render
+
+
+def _owned(dialogue: Dialogue, utterance_ids: Sequence[int]) -> list[int]:
+    keep = set(utterance_ids)
+    return [im.index for im in dialogue.images if im.utterance_index in keep]
+
+
+def utterance_unit(dialogue: Dialogue, index: int, score: float) -> RankedFragment:
+    return RankedFragment(
+        dialogue_id=dialogue.id,
+        utterance_ids=[index],
+        image_ids=_owned(dialogue, [index]),
+        score=float(score),
+        text=utterance_render(dialogue, index),
+    )
+
+
+def span_prediction(
+    dialogue: Dialogue,
+    utterance_ids: Sequence[int],
+    units: list[RankedFragment],
+    score: float = 1.0,
+) -> Prediction:
+    """A single-dialogue prediction: the pick ``utterance_ids`` (+ their images), empty when
+    none; ``units`` ranked for the ranking metrics."""
+    pick = RankedFragment(
+        dialogue.id, sorted(utterance_ids), _owned(dialogue, utterance_ids), score
+    )
+    return Prediction(dialogues=merge_per_dialogue([pick]), units=units)
+
+
+def top_per_dialogue(units: Sequence[RankedFragment], per_dialogue: int) -> list[RankedFragment]:
+    """The first ``per_dialogue`` units of each dialogue, in rank order."""
+    seen: dict[str, int] = {}
+    out = []
+    for unit in units:
+        if seen.get(unit.dialogue_id, 0) < per_dialogue:
+            seen[unit.dialogue_id] = seen.get(unit.dialogue_id, 0) + 1
+            out.append(unit)
+    return out
+
+
+def _bm25_index(docs: list[list[str]]) -> Any:
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index([d or ["<empty>"] for d in docs], show_progress=False)
+    return retriever
+
+
+def _bm25_scores(index: Any, n_docs: int, query: str) -> np.ndarray:
+    terms = _terms(query)
+    if not terms or index is None:
+        return np.zeros(n_docs)
+    return np.asarray(index.get_scores(terms), dtype=float)
+
+
+# ----------------------------------------------------------------------------- utterance level
+
+
+class _UtteranceRanker(System):
+    """Scores every utterance of the corpus; corpus pick = the top ``k_pick`` utterances of the
+    top dialogue. Subclasses implement :meth:`scores` (over ``self.rows``)."""
+
+    k_pick = 3
+    max_units = 200
+    positive_only = False
+
+    def setup(self, corpus: Corpus) -> None:
+        self.dialogues = corpus.dialogues
+        self.rows = [(d, i) for d in corpus.dialogues.values() for i in range(len(d.utterances))]
+        self.texts = [utterance_render(d, i) for d, i in self.rows]
+
+    def scores(self, query: str, timings: dict[str, float]) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_corpus(self, query: str, corpus: Corpus) -> Prediction:
+        timings: dict[str, float] = {}
+        scores = self.scores(query, timings)
+        order = np.argsort(-scores, kind="stable")[: self.max_units]
+        units = [
+            utterance_unit(self.rows[i][0], self.rows[i][1], scores[i])
+            for i in order
+            if not self.positive_only or scores[i] > 0
+        ]
+        dialogues = merge_per_dialogue(top_per_dialogue(units, self.k_pick))
+        return Prediction(dialogues=dialogues, units=units, timings=timings)
+
+
+class BM25Utterances(_UtteranceRanker):
+    name = "bm25-utt"
+    description = "BM25 over utterances"
+    positive_only = True
+
+    def setup(self, corpus: Corpus) -> None:
+        super().setup(corpus)
+        self.index = _bm25_index([_terms(t) for t in self.texts]) if self.texts else None
+
+    def scores(self, query: str, timings: dict[str, float]) -> np.ndarray:
+        with timed(timings, "bm25"):
+            return _bm25_scores(self.index, len(self.rows), query)
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        timings: dict[str, float] = {}
+        with timed(timings, "bm25"):
+            utts, _ = bm25_predict(query, dialogue, self.k_pick)
+            ranked = bm25_rank(query, dialogue)
+        units = [utterance_unit(dialogue, i, 0.0) for i in ranked]
+        prediction = span_prediction(dialogue, utts, units)
+        prediction.timings = timings
+        return prediction
+
+
+class DenseMiniLM(_UtteranceRanker):
+    """Zero-shot dense retrieval with the base MiniLM (no FEM training, no fragments)."""
+
+    name = "dense-minilm"
+    description = "zero-shot MiniLM over utterances"
+    encoder_name = "minilm"
+
+    def setup(self, corpus: Corpus) -> None:
+        from ffr_lib.fem.encoder import TextEncoder
+
+        super().setup(corpus)
+        self.encoder = TextEncoder.get(self.encoder_name)
+        self.vectors = self.encoder.encode(self.texts)
+        self.offset: dict[str, int] = {}
+        for row, (d, i) in enumerate(self.rows):
+            if i == 0:
+                self.offset[d.id] = row
+
+    def embed(self, query: str, timings: dict[str, float]) -> np.ndarray:
+        with timed(timings, "embed"):
+            return self.encoder.encode([query])[0]
+
+    def scores(self, query: str, timings: dict[str, float]) -> np.ndarray:
+        q = self.embed(query, timings)
+        with timed(timings, "score"):
+            return self.vectors @ q
+
+    def dialogue_scores(
+        self, query: str, dialogue: Dialogue, timings: dict[str, float]
+    ) -> np.ndarray:
+        q = self.embed(query, timings)
+        n = len(dialogue.utterances)
+        with timed(timings, "score"):
+            if dialogue.id in self.offset:
+                start = self.offset[dialogue.id]
+                vectors = self.vectors[start : start + n]
+            else:
+                vectors = self.encoder.encode([utterance_render(dialogue, i) for i in range(n)])
+            return vectors @ q
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        timings: dict[str, float] = {}
+        scores = self.dialogue_scores(query, dialogue, timings)
+        order = [int(i) for i in np.argsort(-scores, kind="stable")]
+        units = [utterance_unit(dialogue, i, scores[i]) for i in order]
+        prediction = span_prediction(dialogue, order[: self.k_pick], units)
+        prediction.timings = timings
+        return prediction
+
+
+# ----------------------------------------------------------------------------- fragment level
+
+
+class BM25Fragments(System):
+    """BM25 over the fragments of the index (the same fragments the FEM searches)."""
+
+    name = "bm25-frag"
+    description = "BM25 over fragments"
+
+    def setup(self, corpus: Corpus) -> None:
+        if not corpus.fragments:
+            raise SystemSkipped("the corpus has no indexed fragments")
+        self.fragments = corpus.fragments
+        self.index = _bm25_index([_terms(f.text) for f in self.fragments])
+        self.rows_of: dict[str, list[int]] = {}
+        for row, f in enumerate(self.fragments):
+            self.rows_of.setdefault(f.dialogue_id, []).append(row)
+
+    def _ranked(self, query: str, rows: Sequence[int] | None) -> tuple[list[RankedFragment], dict]:
+        timings: dict[str, float] = {}
+        with timed(timings, "bm25"):
+            scores = _bm25_scores(self.index, len(self.fragments), query)
+            candidates = np.arange(len(scores)) if rows is None else np.asarray(rows, dtype=int)
+            order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        units = []
+        for i in order:
+            if scores[i] > 0:
+                f = self.fragments[int(i)]
+                units.append(
+                    RankedFragment(
+                        f.dialogue_id,
+                        f.utterance_ids,
+                        f.image_ids,
+                        float(scores[i]),
+                        f.fragment_id,
+                        f.text,
+                    )
+                )
+        return units, timings
+
+    def predict_corpus(self, query: str, corpus: Corpus) -> Prediction:
+        units, timings = self._ranked(query, None)
+        units = units[:200]
+        return Prediction(merge_per_dialogue(top_per_dialogue(units, 1)), units, timings)
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        units, timings = self._ranked(query, self.rows_of.get(dialogue.id, []))
+        return Prediction(merge_per_dialogue(units[:1]), units, timings)
+
+
+class FEMOnly(System):
+    """FEM alone: the fragment index's top fragment, all of it."""
+
+    name = "fem"
+    description = "FEM alone (all utterances of the top fragment)"
+
+    def __init__(self, k: int = 20) -> None:
+        self.k = k
+
+    def setup(self, corpus: Corpus) -> None:
+        from ffr_lib.ffrs.pipeline import FFRSConfig, FFRSPipeline
+
+        if corpus.encoder is None or not corpus.fragments:
+            raise SystemSkipped("no fragment index for this corpus (Corpus.prepare not run)")
+        self.pipeline = FFRSPipeline(
+            FFRSConfig(k=self.k, stage2="fragment"),
+            encoder=corpus.encoder,
+            url=corpus.url,
+            dialogues=corpus.dialogues,
+        )
+
+    def predict_corpus(self, query: str, corpus: Corpus) -> Prediction:
+        timings: dict[str, float] = {}
+        units = self.pipeline.recall(query, self.k, corpus.restrict, timings)
+        return Prediction(merge_per_dialogue(top_per_dialogue(units, 1)), units, timings)
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        timings: dict[str, float] = {}
+        units = self.pipeline.recall(query, self.k, [dialogue.id], timings)
+        return Prediction(merge_per_dialogue(units[:1]), units, timings)
+
+
+class FFRSWholeFragment(FEMOnly):
+    """FFRS without the second stage: every recalled fragment counts whole, merged per dialogue
+    (the ablation of F2RVLM's pick)."""
+
+    name = "ffrs-fragment"
+    description = "FFRS, whole recalled fragments merged per dialogue"
+    modes: tuple[Mode, ...] = ("corpus",)
+
+    def predict_corpus(self, query: str, corpus: Corpus) -> Prediction:
+        return self.pipeline.query(query, self.k, corpus.restrict)
+
+
+# ----------------------------------------------------------------------------- F2RVLM
+
+
+class _ModelSystem(System):
+    """Shares one loaded F2RVLM between the systems built with the same ``model``."""
+
+    _loaded: dict[str, Any] = {}
+
+    def __init__(self, model: str | Path | Any | None, k: int = 20, batch_size: int = 8) -> None:
+        self.model, self.k, self.batch_size = model, k, batch_size
+
+    def reader(self) -> Any:
+        from ffr_lib.ffrs.api import load_retriever
+        from ffr_lib.ffrs.pipeline import FragmentReader
+
+        if self.model is None:
+            raise SystemSkipped(
+                "no trained F2RVLM adapter: pass --model ADAPTER_DIR (or a profile name)"
+            )
+        key = str(id(self.model)) if not isinstance(self.model, str | Path) else str(self.model)
+        if key not in self._loaded:
+            try:
+                self._loaded[key] = load_retriever(self.model)
+            except (FileNotFoundError, KeyError) as error:
+                raise SystemSkipped(f"cannot load F2RVLM {self.model}: {error}") from error
+        return FragmentReader(self._loaded[key], batch_size=self.batch_size)
+
+
+class F2RVLMOnly(_ModelSystem):
+    name = "f2rvlm"
+    description = "F2RVLM alone over the whole dialogue"
+    modes: tuple[Mode, ...] = ("single",)
+
+    def setup(self, corpus: Corpus) -> None:
+        self._reader = self.reader()
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        from ffr_lib.ffrs.pipeline import read_whole_dialogue
+
+        return read_whole_dialogue(self._reader, dialogue, query)
+
+
+class FFRSSystem(_ModelSystem):
+    name = "ffrs"
+    description = "FFRS: FEM top-K + F2RVLM pick, merged per dialogue"
+    modes: tuple[Mode, ...] = ("corpus",)
+
+    def setup(self, corpus: Corpus) -> None:
+        from ffr_lib.ffrs.pipeline import FFRSConfig, FFRSPipeline
+
+        reader = self.reader()
+        if corpus.encoder is None or not corpus.fragments:
+            raise SystemSkipped("no fragment index for this corpus (Corpus.prepare not run)")
+        self.pipeline = FFRSPipeline(
+            FFRSConfig(k=self.k, batch_size=self.batch_size),
+            reader,
+            encoder=corpus.encoder,
+            url=corpus.url,
+            dialogues=corpus.dialogues,
+        )
+
+    def predict_corpus(self, query: str, corpus: Corpus) -> Prediction:
+        return self.pipeline.query(query, self.k, corpus.restrict)
+
+
+# ----------------------------------------------------------------------------- window priors
+
+
+class PositionPrior(System):
+    """Where gold usually sits: a window of the median gold length around the median relative
+    position of the gold, both fitted on OTHER queries (:meth:`fit`); 0.5 and 3 unfitted."""
+
+    name = "position-prior"
+    description = "position prior (fitted on the training split)"
+    modes: tuple[Mode, ...] = ("single",)
+
+    def __init__(self, center: float = 0.5, width: int = 3) -> None:
+        self.center, self.width = center, width
+        self.fitted_on = 0
+
+    def fit(self, dataset: Dataset) -> PositionPrior:
+        by_id = dataset.dialogue_by_id()
+        centers, widths = [], []
+        for q in dataset.queries:
+            d = by_id.get(q.dialogue_id or "")
+            if d is None or not q.gold_utterance_ids or not d.utterances:
+                continue
+            centers.append(float(np.mean(q.gold_utterance_ids)) / max(1, len(d.utterances) - 1))
+            widths.append(len(q.gold_utterance_ids))
+        if centers:
+            self.center = float(np.median(centers))
+            self.width = max(1, int(round(float(np.median(widths)))))
+            self.fitted_on = len(centers)
+        return self
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        n = len(dialogue.utterances)
+        mid = int(round(self.center * max(0, n - 1)))
+        start = min(max(0, mid - self.width // 2), max(0, n - self.width))
+        span = list(range(start, min(n, start + self.width)))
+        unit = RankedFragment(dialogue.id, span, _owned(dialogue, span), 1.0)
+        return span_prediction(dialogue, span, [unit])
+
+
+class OverlapWindow(System):
+    name = "overlap-window"
+    description = "word-overlap window"
+    modes: tuple[Mode, ...] = ("single",)
+
+    def __init__(self, max_window: int = 10) -> None:
+        self.max_window = max_window
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        timings: dict[str, float] = {}
+        with timed(timings, "overlap"):
+            utts, imgs = overlap_window_predict(query, dialogue, self.max_window)
+        units = [RankedFragment(dialogue.id, utts, imgs, 1.0)] if utts else []
+        prediction = span_prediction(dialogue, utts, units)
+        prediction.timings = timings
+        return prediction
+
+
+def best_run(scores: np.ndarray, threshold: float, max_len: int) -> tuple[int, int]:
+    """[start, end) of the contiguous run (at most ``max_len``) maximising the sum of
+    ``score - threshold``; the shortest, then earliest, on ties. Never empty."""
+    gains = np.asarray(scores, dtype=float) - threshold
+    best, span = -np.inf, (0, 1)
+    for start in range(len(gains)):
+        total = 0.0
+        for end in range(start, min(len(gains), start + max_len)):
+            total += gains[end]
+            if total > best + 1e-12:
+                best, span = total, (start, end + 1)
+    return span
+
+
+class MiniLMWindow(System):
+    """The run of consecutive utterances most similar to the query under the base MiniLM: each
+    utterance gains its cosine minus the dialogue's ``quantile`` cosine (so only the clearly
+    similar ones pay for a longer run)."""
+
+    name = "minilm-window"
+    description = "MiniLM window"
+    modes: tuple[Mode, ...] = ("single",)
+
+    def __init__(self, max_window: int = 10, quantile: float = 0.75) -> None:
+        self.max_window, self.quantile = max_window, quantile
+        self.dense = DenseMiniLM()
+
+    def setup(self, corpus: Corpus) -> None:
+        self.dense.setup(corpus)
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        timings: dict[str, float] = {}
+        scores = self.dense.dialogue_scores(query, dialogue, timings)
+        if not len(scores):
+            return Prediction(timings=timings)
+        start, end = best_run(scores, float(np.quantile(scores, self.quantile)), self.max_window)
+        span = list(range(start, end))
+        unit = RankedFragment(dialogue.id, span, _owned(dialogue, span), float(scores[span].mean()))
+        prediction = span_prediction(dialogue, span, [unit])
+        prediction.timings = timings
+        return prediction
+
+
+# ----------------------------------------------------------------------------- registry
+
+SYSTEM_NAMES: tuple[str, ...] = (
+    "bm25-utt",
+    "bm25-frag",
+    "dense-minilm",
+    "fem",
+    "ffrs-fragment",
+    "ffrs",
+    "f2rvlm",
+    "position-prior",
+    "overlap-window",
+    "minilm-window",
+)
+
+
+def build_systems(
+    names: Sequence[str] | None = None,
+    *,
+    model: str | Path | Any | None = None,
+    k: int = 20,
+    prior_data: Dataset | None = None,
+) -> list[System]:
+    """The named systems (default: all). F2RVLM systems without ``model`` are still built and
+    report themselves as skipped. ``prior_data`` fits the position prior (use a split other than
+    the evaluated one)."""
+    names = list(names or SYSTEM_NAMES)
+    unknown = [n for n in names if n not in SYSTEM_NAMES]
+    if unknown:
+        raise ValueError(f"unknown systems {unknown}; known: {list(SYSTEM_NAMES)}")
+    out: list[System] = []
+    for name in names:
+        if name == "bm25-utt":
+            out.append(BM25Utterances())
+        elif name == "bm25-frag":
+            out.append(BM25Fragments())
+        elif name == "dense-minilm":
+            out.append(DenseMiniLM())
+        elif name == "fem":
+            out.append(FEMOnly(k))
+        elif name == "ffrs-fragment":
+            out.append(FFRSWholeFragment(k))
+        elif name == "ffrs":
+            out.append(FFRSSystem(model, k))
+        elif name == "f2rvlm":
+            out.append(F2RVLMOnly(model, k))
+        elif name == "position-prior":
+            prior = PositionPrior()
+            out.append(prior.fit(prior_data) if prior_data is not None else prior)
+        elif name == "overlap-window":
+            out.append(OverlapWindow())
+        elif name == "minilm-window":
+            out.append(MiniLMWindow())
+    return out

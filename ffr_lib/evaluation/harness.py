@@ -1,0 +1,499 @@
+"""The evaluation harness: every system on the same dataset, the same corpus and the same metrics.
+
+Two modes:
+
+- ``single``: each query against its own dialogue (the paper's single-dialogue setting);
+- ``corpus``: each query against all dialogues of the dataset, indexed in the fragment index
+  (FFRS's setting). The query's own dialogue is the gold dialogue: ids predicted in any other
+  dialogue are wrong (false positives; see :func:`set_sample`).
+
+A system is a small object with ``setup(corpus)`` and ``predict(query, dialogue | corpus)``
+returning a :class:`~ffr_lib.ffrs.types.Prediction`, so the harness treats all systems alike.
+A system that cannot run (no trained model, a mode it does not support) is reported as skipped
+with its reason, never silently dropped.
+
+Metrics per (dataset, mode, system), flat ``name -> value`` (all from
+:mod:`ffr_lib.evaluation.metrics`):
+
+- set metrics of the final pick (the top dialogue's ids): micro P/R/F1/MCC per modality and
+  joint, macro F1, exact match (``SetMetrics.flat``);
+- ranking over utterances (``recall@K``, ``hit@K``, ``mrr``, ``ndcg@10``): the ranked list is the
+  units' utterances in rank order (an image counts through the utterance it was sent with), so K
+  counts utterances and every system gets the same reading budget; gold = the gold utterances
+  plus the owners of the gold images; negative queries are skipped;
+- ranking over units (``frag_recall@K``, ``frag_hit@K``, ``frag_mrr``): K counts returned units
+  (fragments, windows, or single utterances for utterance-level systems): the paper's view;
+- ``dialogue_acc@1`` and ``dialogue_mrr`` of the gold dialogue (corpus mode);
+- ``abstain_rate`` (negative queries answered with nothing) and ``answer_rate`` (positive
+  queries answered with something);
+- latency p50/p95 per stage in milliseconds (``latency_p50_ms/<stage>``, stage ``total`` is the
+  wall time of ``predict``) and ``tokens_read_mean`` (prompt tokens read by a generator);
+- the same headline figures per group (``group/<grouper>=<value>/<metric>``): dialogue length
+  bucket (<35, 35-65, >65 turns), query family, query type, and whatever the dataset adds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ffr_lib.data.dataset import Dataset
+from ffr_lib.data.model import Dialogue, Query, QueryType
+from ffr_lib.evaluation.metrics import (
+    SetSample,
+    hit_at_k,
+    ranking_metrics,
+    recall_at_k,
+    reciprocal_rank,
+    set_metrics,
+)
+from ffr_lib.ffrs.types import Prediction, RankedFragment
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["single", "corpus"]
+MODES: tuple[Mode, ...] = ("single", "corpus")
+KS: tuple[int, ...] = (1, 5, 10, 20)
+GROUP_METRICS: tuple[str, ...] = (
+    "n",
+    "f1",
+    "macro_f1",
+    "exact_match",
+    "recall@10",
+    "frag_recall@5",
+    "dialogue_acc@1",
+    "abstain_rate",
+)
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+class CorpusConfig(BaseModel):
+    """How the dialogues of an evaluation are put into the fragment index when they are not
+    there yet (stored dialogues and indexed fragments are reused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encoder: str = Field("minilm", description="FEM used when no FEM version serves yet")
+    segmenter: Literal["texttiling", "windows"] = "texttiling"
+
+
+@dataclass
+class Corpus:
+    """The dialogues of an evaluation and their fragments in the serving index.
+
+    ``restrict``: dialogue ids to pass as the search filter when the index also holds dialogues
+    outside the evaluation (None when it holds exactly these)."""
+
+    dialogues: dict[str, Dialogue]
+    fragments: list[RankedFragment] = field(default_factory=list)
+    url: str | None = None
+    encoder: Any = None
+    restrict: list[str] | None = None
+    embedding_model: str | None = None
+
+    def fragments_of(self, dialogue_id: str) -> list[RankedFragment]:
+        if not hasattr(self, "_by_dialogue"):
+            by: dict[str, list[RankedFragment]] = defaultdict(list)
+            for f in self.fragments:
+                by[f.dialogue_id].append(f)
+            self._by_dialogue = dict(by)
+        return self._by_dialogue.get(dialogue_id, [])
+
+    def owners(self, dialogue_id: str, image_ids: Sequence[int]) -> set[int]:
+        """Utterance ids that own ``image_ids`` (unknown dialogue: none)."""
+        dialogue = self.dialogues.get(dialogue_id)
+        if dialogue is None:
+            return set()
+        n = len(dialogue.images)
+        return {dialogue.images[j].utterance_index for j in image_ids if 0 <= j < n}
+
+    @classmethod
+    def in_memory(cls, dataset: Dataset) -> Corpus:
+        """A corpus without an index (systems that need one are skipped)."""
+        return cls(dialogues=dataset.dialogue_by_id())
+
+    @classmethod
+    def prepare(
+        cls, dataset: Dataset, url: str | None = None, config: CorpusConfig | None = None
+    ) -> Corpus:
+        """Store the dialogues (idempotent), cut and index those without fragments in the
+        serving FEM version (or in ``config.encoder`` when nothing serves yet), and read the
+        fragments back from the index."""
+        from ffr_lib.db import connect
+        from ffr_lib.fem.encoder import TextEncoder
+        from ffr_lib.fem.fragment_text import fragment_rows
+        from ffr_lib.index.search import serving_encoder
+        from ffr_lib.index.writer import index_rows, serving_version
+        from ffr_lib.segment.stage import FragmentStageConfig, cut_dialogues
+        from ffr_lib.store import normalized, write_dataset
+
+        config = config or CorpusConfig()
+        dialogues = dataset.dialogue_by_id()
+        ids = sorted(dialogues)
+        with connect(url) as db:
+            stored = {
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM ffr.dialogues WHERE id = ANY(%s)", (ids,)
+                ).fetchall()
+            }
+        missing = [dialogues[d] for d in ids if d not in stored]
+        if missing:
+            write_dataset(Dataset(dialogues=missing), url=url)
+        serving = serving_version(url)
+        encoder = serving_encoder(url) if serving else TextEncoder.get(config.encoder)
+        model = serving or encoder.model_version
+        with connect(url) as db:
+            indexed = {
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT dialogue_id FROM ffr.fragments "
+                    "WHERE embedding_model = %s AND dialogue_id = ANY(%s)",
+                    (model, ids),
+                ).fetchall()
+            }
+        # Fragments are cut from the dialogues as stored (timestamps normalised to UTC: the
+        # index writer's binary COPY refuses naive datetimes).
+        todo = [normalized(dialogues[d]) for d in ids if d not in indexed]
+        if todo:
+            log.info("indexing %d dialogues under %s", len(todo), model)
+            fragments = cut_dialogues(todo, FragmentStageConfig(segmenter=config.segmenter))
+            by_dialogue: dict[str, list] = defaultdict(list)
+            for fragment in fragments:
+                by_dialogue[fragment.dialogue_id].append(fragment)
+            rows = [r for d in todo for r in fragment_rows(d, by_dialogue[d.id])]
+            index_rows(rows, encoder, url=url)
+        with connect(url) as db:
+            rows = db.execute(
+                "SELECT id, dialogue_id, utterance_ids, image_ids, text FROM ffr.fragments "
+                "WHERE embedding_model = %s AND dialogue_id = ANY(%s) "
+                "ORDER BY dialogue_id, utterance_ids[1]",
+                (model, ids),
+            ).fetchall()
+            outside = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM ffr.fragments WHERE embedding_model = %s "
+                "AND NOT (dialogue_id = ANY(%s)))",
+                (model, ids),
+            ).fetchone()[0]
+        fragments = [
+            RankedFragment(
+                dialogue_id=d,
+                utterance_ids=list(u),
+                image_ids=list(i),
+                score=0.0,
+                fragment_id=f,
+                text=t,
+            )
+            for f, d, u, i, t in rows
+        ]
+        return cls(
+            dialogues=dialogues,
+            fragments=fragments,
+            url=url,
+            encoder=encoder,
+            restrict=ids if outside else None,
+            embedding_model=model,
+        )
+
+
+# ----------------------------------------------------------------------------- systems
+
+
+class SystemSkipped(Exception):
+    """Raised by ``System.setup`` when the system cannot run here (the message says why)."""
+
+
+class System:
+    """A retrieval system under evaluation. Subclasses set ``name`` and ``modes`` and implement
+    :meth:`predict_dialogue` and/or :meth:`predict_corpus`."""
+
+    name: str = "system"
+    modes: tuple[Mode, ...] = MODES
+    description: str = ""
+
+    def setup(self, corpus: Corpus) -> None:
+        """Build what the system needs over ``corpus`` (indexes, vectors); may raise
+        :class:`SystemSkipped`."""
+
+    def skip_reason(self, mode: Mode) -> str | None:
+        if mode not in self.modes:
+            return f"{mode} mode not supported ({'/'.join(self.modes)} only)"
+        return None
+
+    def predict(self, query: str, target: Dialogue | Corpus) -> Prediction:
+        """Answer ``query`` inside one dialogue or over the whole corpus."""
+        if isinstance(target, Dialogue):
+            return self.predict_dialogue(query, target)
+        return self.predict_corpus(query, target)
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        raise NotImplementedError(f"{self.name} has no single-dialogue mode")
+
+    def predict_corpus(self, query: str, corpus: Corpus) -> Prediction:
+        raise NotImplementedError(f"{self.name} has no corpus mode")
+
+
+# ----------------------------------------------------------------------------- running
+
+
+class HarnessConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    modes: list[Mode] = Field(default_factory=lambda: list(MODES))
+    limit: int | None = Field(None, ge=1, description="first N queries only")
+    ks: list[int] = Field(default_factory=lambda: list(KS))
+    length_buckets: tuple[int, int] = Field(
+        (35, 65), description="dialogue length bucket edges in turns: <35, 35-65, >65"
+    )
+
+
+@dataclass
+class Record:
+    query: Query
+    prediction: Prediction
+    seconds: float
+
+
+@dataclass
+class SystemRun:
+    system: str
+    mode: Mode
+    records: list[Record] = field(default_factory=list)
+    skipped: str | None = None
+    setup_seconds: float = 0.0
+
+
+@dataclass
+class EvalOutput:
+    """Metrics keyed ``dataset -> system -> metric`` (dataset keys are ``<name>/<mode>``) plus
+    the raw runs (predictions and timings)."""
+
+    metrics: dict[str, dict[str, dict[str, Any]]]
+    runs: dict[str, list[SystemRun]]
+
+
+def evaluation_queries(dataset: Dataset, limit: int | None = None) -> list[Query]:
+    """Queries that name their dialogue (the first ``limit``)."""
+    by_id = dataset.dialogue_by_id()
+    queries = [q for q in dataset.queries if q.dialogue_id in by_id]
+    return queries[:limit] if limit else queries
+
+
+def run_system(system: System, queries: Sequence[Query], corpus: Corpus, mode: Mode) -> SystemRun:
+    """Predict every query with ``system`` (after its setup) in ``mode``."""
+    run = SystemRun(system.name, mode)
+    reason = system.skip_reason(mode)
+    if reason:
+        run.skipped = reason
+        return run
+    start = time.perf_counter()
+    try:
+        system.setup(corpus)
+    except SystemSkipped as skipped:
+        run.skipped = str(skipped)
+        return run
+    run.setup_seconds = time.perf_counter() - start
+    for query in queries:
+        target: Dialogue | Corpus = (
+            corpus.dialogues[query.dialogue_id or ""] if mode == "single" else corpus
+        )
+        t0 = time.perf_counter()
+        prediction = system.predict(query.text, target)
+        run.records.append(Record(query, prediction, time.perf_counter() - t0))
+    return run
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def length_bucket(n_turns: int, edges: tuple[int, int] = (35, 65)) -> str:
+    """``<35``, ``35-65`` or ``>65`` (the paper's buckets)."""
+    low, high = edges
+    if n_turns < low:
+        return f"<{low}"
+    if n_turns <= high:
+        return f"{low}-{high}"
+    return f">{high}"
+
+
+Grouper = Callable[[Query, Dialogue], str | None]
+
+
+def default_groupers(edges: tuple[int, int] = (35, 65)) -> dict[str, Grouper]:
+    return {
+        "bucket": lambda q, d: length_bucket(len(d.utterances), edges),
+        "family": lambda q, d: q.family,
+        "type": lambda q, d: q.type.value,
+    }
+
+
+def set_sample(query: Query, gold: Dialogue, prediction: Prediction) -> SetSample:
+    """The final pick of ``prediction`` scored against the query's gold dialogue. Ids picked in
+    another dialogue are encoded as negative ids: outside the gold dialogue's id range, so they
+    count as false positives and never as true negatives."""
+    utt, img = prediction.utterance_ids, prediction.image_ids
+    if prediction.dialogue_id is not None and prediction.dialogue_id != gold.id:
+        utt = [-1 - i for i in range(len(utt))]
+        img = [-1 - i for i in range(len(img))]
+    return SetSample.for_query(query, gold, utt, img)
+
+
+def gold_items(query: Query, gold: Dialogue) -> set[tuple[str, int]]:
+    """Gold utterances plus the utterances that own the gold images."""
+    owners = {gold.images[j].utterance_index for j in query.gold_image_ids}
+    return {(gold.id, u) for u in set(query.gold_utterance_ids) | owners}
+
+
+def unit_items(unit: RankedFragment, corpus: Corpus) -> list[tuple[str, int]]:
+    utt, img = unit.effective()
+    ids = set(utt) | corpus.owners(unit.dialogue_id, img)
+    return [(unit.dialogue_id, u) for u in sorted(ids)]
+
+
+@dataclass
+class _View:
+    query: Query
+    dialogue: Dialogue
+    sample: SetSample
+    ranked: list[Hashable]
+    units: list[list[Hashable]]
+    gold: set[tuple[str, int]]
+    dialogue_rank: int | None
+    empty: bool
+    timings: dict[str, float]
+    tokens: int
+
+
+def _view(record: Record, corpus: Corpus) -> _View:
+    query, prediction = record.query, record.prediction
+    dialogue = corpus.dialogues[query.dialogue_id or ""]
+    units = [unit_items(u, corpus) for u in prediction.units]
+    ranked: list[Hashable] = [item for items in units for item in items]
+    order = [d.dialogue_id for d in prediction.dialogues]
+    rank = order.index(dialogue.id) + 1 if dialogue.id in order else None
+    timings = dict(prediction.timings)
+    timings["total"] = record.seconds
+    return _View(
+        query,
+        dialogue,
+        set_sample(query, dialogue, prediction),
+        ranked,
+        units,  # type: ignore[arg-type]
+        gold_items(query, dialogue),
+        rank,
+        prediction.is_empty,
+        timings,
+        prediction.tokens_read,
+    )
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else math.nan
+
+
+def _aggregate(views: Sequence[_View], ks: Sequence[int]) -> dict[str, float]:
+    out: dict[str, float] = {"n": float(len(views))}
+    out.update(set_metrics([v.sample for v in views]).flat())
+    out["n"] = float(len(views))
+    positives = [v for v in views if v.gold]
+    out.update(ranking_metrics([v.ranked for v in views], [v.gold for v in views], ks))
+    for k in ks:
+        recall, hit = [], []
+        for v in positives:
+            flat = [item for items in v.units[:k] for item in items]
+            recall.append(recall_at_k(flat, v.gold, max(1, len(flat))))
+            hit.append(hit_at_k(flat, v.gold, max(1, len(flat))))
+        out[f"frag_recall@{k}"] = float(np.mean(recall)) if recall else math.nan
+        out[f"frag_hit@{k}"] = float(np.mean(hit)) if hit else math.nan
+    rr = [
+        reciprocal_rank(
+            range(len(v.units)), {i for i, items in enumerate(v.units) if set(items) & v.gold}
+        )
+        for v in positives
+    ]
+    out["frag_mrr"] = float(np.mean(rr)) if rr else math.nan
+    if positives:
+        out["dialogue_acc@1"] = float(np.mean([v.dialogue_rank == 1 for v in positives]))
+        out["dialogue_mrr"] = float(
+            np.mean([1.0 / v.dialogue_rank if v.dialogue_rank else 0.0 for v in positives])
+        )
+        out["answer_rate"] = float(np.mean([not v.empty for v in positives]))
+    negatives = [v for v in views if v.query.type is QueryType.NEGATIVE]
+    out["n_negative"] = float(len(negatives))
+    out["abstain_rate"] = float(np.mean([v.empty for v in negatives])) if negatives else math.nan
+    stages = sorted({s for v in views for s in v.timings})
+    for stage in stages:
+        values = [1000 * v.timings.get(stage, 0.0) for v in views]
+        out[f"latency_p50_ms/{stage}"] = _percentile(values, 50)
+        out[f"latency_p95_ms/{stage}"] = _percentile(values, 95)
+    out["tokens_read_mean"] = float(np.mean([v.tokens for v in views])) if views else 0.0
+    return out
+
+
+def score_run(
+    run: SystemRun,
+    corpus: Corpus,
+    groupers: Mapping[str, Grouper] | None = None,
+    ks: Sequence[int] = KS,
+) -> dict[str, Any]:
+    """Flat metrics of one run (see the module docstring); ``{"skipped": reason}`` when it did
+    not run."""
+    if run.skipped is not None:
+        return {"skipped": run.skipped}
+    if not run.records:
+        return {"n": 0.0}
+    views = [_view(r, corpus) for r in run.records]
+    out: dict[str, Any] = _aggregate(views, ks)
+    out["setup_seconds"] = run.setup_seconds
+    for name, grouper in (groupers or {}).items():
+        groups: dict[str, list[_View]] = defaultdict(list)
+        for v in views:
+            value = grouper(v.query, v.dialogue)
+            if value is not None:
+                groups[str(value)].append(v)
+        for value, members in sorted(groups.items()):
+            figures = _aggregate(members, ks)
+            for metric in GROUP_METRICS:
+                if metric in figures:
+                    out[f"group/{name}={value}/{metric}"] = figures[metric]
+    return out
+
+
+def evaluate(
+    dataset: Dataset,
+    systems: Sequence[System],
+    corpus: Corpus,
+    *,
+    name: str,
+    config: HarnessConfig | None = None,
+    groupers: Mapping[str, Grouper] | None = None,
+    skipped: Mapping[str, str] | None = None,
+) -> EvalOutput:
+    """Run every system in every mode of ``config`` and score it. ``skipped`` names systems
+    that were not even built (e.g. no trained model) with the reason: they are reported too."""
+    config = config or HarnessConfig()
+    groupers = dict(groupers if groupers is not None else default_groupers(config.length_buckets))
+    queries = evaluation_queries(dataset, config.limit)
+    metrics: dict[str, dict[str, dict[str, Any]]] = {}
+    runs: dict[str, list[SystemRun]] = {}
+    for mode in config.modes:
+        key = f"{name}/{mode}"
+        metrics[key], runs[key] = {}, []
+        for system in systems:
+            log.info("%s: %s", key, system.name)
+            run = run_system(system, queries, corpus, mode)
+            runs[key].append(run)
+            metrics[key][system.name] = score_run(run, corpus, groupers, config.ks)
+        for system_name, reason in (skipped or {}).items():
+            metrics[key][system_name] = {"skipped": reason}
+    return EvalOutput(metrics, runs)

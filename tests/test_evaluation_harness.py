@@ -1,0 +1,115 @@
+"""Harness scoring against hand-computed figures (no database): wrong-dialogue picks are false
+positives, ranking over utterances and over units, abstention, groups, skipped systems."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ffr_lib.data.dataset import Dataset
+from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
+from ffr_lib.evaluation.harness import (
+    Corpus,
+    Record,
+    System,
+    SystemRun,
+    default_groupers,
+    evaluate,
+    length_bucket,
+    run_system,
+    score_run,
+    set_sample,
+)
+from ffr_lib.ffrs.types import Prediction, RankedFragment, merge_per_dialogue
+
+
+def _dialogue(did: str, n: int, owners: tuple[int, ...] = ()) -> Dialogue:
+    return Dialogue(
+        id=did,
+        source="test",
+        utterances=[Utterance(index=i, speaker="a", text=f"{did} {i}") for i in range(n)],
+        images=[Image(index=j, utterance_index=u) for j, u in enumerate(owners)],
+    )
+
+
+A, B = _dialogue("A", 5, (2,)), _dialogue("B", 4)
+Q1 = Query(id="q1", dialogue_id="A", text="x", type=QueryType.MULTIMODAL,
+           gold_utterance_ids=[1, 2], gold_image_ids=[0], family="f1")  # fmt: skip
+Q2 = Query(id="q2", dialogue_id="A", text="y", type=QueryType.NEGATIVE, family="f2")
+Q3 = Query(id="q3", dialogue_id="B", text="z", type=QueryType.UTTERANCE_ONLY,
+           gold_utterance_ids=[3], family="f1")  # fmt: skip
+DATASET = Dataset(dialogues=[A, B], queries=[Q1, Q2, Q3])
+
+
+def _prediction(units: list[RankedFragment], ms: float = 10.0) -> Prediction:
+    return Prediction(
+        dialogues=merge_per_dialogue(units[:1]), units=units, timings={"embed": ms / 1000}
+    )
+
+
+def _run() -> SystemRun:
+    p1 = _prediction([RankedFragment("A", [1], [0], 0.9), RankedFragment("A", [2], [], 0.5)])
+    p2 = Prediction()  # nothing found: right for a negative query
+    p3 = _prediction([RankedFragment("A", [0], [], 0.8), RankedFragment("B", [3], [], 0.7)], 30)
+    return SystemRun(
+        "hand", "corpus", [Record(Q1, p1, 0.01), Record(Q2, p2, 0.02), Record(Q3, p3, 0.03)]
+    )
+
+
+def test_length_buckets_follow_the_paper() -> None:
+    assert [length_bucket(n) for n in (1, 34, 35, 65, 66, 300)] == [
+        "<35", "<35", "35-65", "35-65", ">65", ">65",
+    ]  # fmt: skip
+
+
+def test_pick_in_another_dialogue_is_a_false_positive() -> None:
+    sample = set_sample(Q3, B, _prediction([RankedFragment("A", [3], [], 1.0)]))
+    assert list(sample.pred_utt) == [-1]  # not B's utterance 3, though the id is the same
+    same = set_sample(Q3, B, _prediction([RankedFragment("B", [3], [], 1.0)]))
+    assert list(same.pred_utt) == [3]
+
+
+def test_score_run_matches_hand_computed_figures() -> None:
+    corpus = Corpus.in_memory(DATASET)
+    m = score_run(_run(), corpus, default_groupers())
+    # Utterances: q1 tp1 fn1 tn3; q2 tn5; q3 (wrong dialogue) fp1 fn1 tn3.
+    assert (m["utt_tp"], m["utt_fp"], m["utt_fn"], m["utt_tn"]) == (1, 1, 2, 11)
+    assert m["utt_precision"] == pytest.approx(0.5) and m["utt_recall"] == pytest.approx(1 / 3)
+    assert m["exact_match"] == pytest.approx(1 / 3)  # only the negative query
+    # Gold items: q1 {A1, A2 (owner of image 0)}, q3 {B3}; q2 has none and is skipped.
+    assert m["n_queries"] == 2 and m["n_skipped_empty_gold"] == 1
+    assert m["recall@1"] == pytest.approx(0.25) and m["recall@5"] == pytest.approx(1.0)
+    assert m["mrr"] == pytest.approx((1 + 1 / 2) / 2)
+    # q1's top unit holds image 0, whose owner is A2: the unit covers both gold items.
+    assert m["frag_recall@1"] == pytest.approx(0.5) and m["frag_mrr"] == pytest.approx(0.75)
+    assert m["dialogue_acc@1"] == pytest.approx(0.5) and m["abstain_rate"] == 1.0
+    assert m["latency_p50_ms/total"] == pytest.approx(20.0)
+    assert m["latency_p50_ms/embed"] == pytest.approx(10.0)
+    # Groups: family f1 holds q1 and q3, type negative holds q2.
+    assert m["group/family=f1/n"] == 2 and m["group/type=negative/abstain_rate"] == 1.0
+    assert m["group/bucket=<35/n"] == 3
+    assert math.isnan(m["group/family=f1/abstain_rate"])
+
+
+class _SingleOnly(System):
+    name = "single-only"
+    modes = ("single",)
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        unit = RankedFragment(dialogue.id, [0], [], 1.0)
+        return Prediction(merge_per_dialogue([unit]), [unit])
+
+
+def test_unsupported_modes_and_unbuilt_systems_are_reported_skipped() -> None:
+    corpus = Corpus.in_memory(DATASET)
+    assert run_system(_SingleOnly(), DATASET.queries, corpus, "corpus").skipped
+    out = evaluate(
+        DATASET, [_SingleOnly()], corpus, name="toy", skipped={"ffrs": "no trained model"}
+    )
+    assert out.metrics["toy/corpus"]["single-only"]["skipped"].startswith("corpus mode")
+    assert out.metrics["toy/single"]["ffrs"] == {"skipped": "no trained model"}
+    single = out.metrics["toy/single"]["single-only"]
+    # It always answers utterance 0 of the given dialogue: right dialogue, wrong utterance.
+    assert single["n"] == 3 and single["recall@1"] == 0.0 and single["dialogue_acc@1"] == 1.0
+    assert single["abstain_rate"] == 0.0 and single["utt_fp"] == 3

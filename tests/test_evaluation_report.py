@@ -1,0 +1,74 @@
+"""Report files: markdown, metrics.json keyed dataset -> system -> metric, valid PNG plots, the
+merged ``latest`` folder, and the MLflow run with its artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from ffr_lib.evaluation.report import PLOTS, mlflow_key, render_markdown, write_report
+
+
+def _metrics(dataset: str, f1: float) -> dict:
+    base = {
+        "n": 10.0,
+        "f1": f1,
+        "macro_f1": f1 / 2,
+        "exact_match": 0.1,
+        "recall@1": 0.2,
+        "recall@5": 0.5,
+        "recall@10": 0.7,
+        "recall@20": 0.9,
+        "mrr": 0.4,
+        "ndcg@10": 0.45,
+        "latency_p50_ms/total": 12.0,
+        "latency_p95_ms/total": 30.0,
+        "latency_p50_ms/embed": 5.0,
+        "latency_p95_ms/embed": 9.0,
+        "latency_p50_ms/sql": 3.0,
+        "latency_p95_ms/sql": 4.0,
+        "group/bucket=<35/f1": f1,
+        "group/bucket=<35/n": 6.0,
+        "group/bucket=35-65/f1": f1 / 3,
+        "group/bucket=35-65/n": 4.0,
+    }
+    return {dataset: {"fem": base, "ffrs": {"skipped": "no trained F2RVLM adapter"}}}
+
+
+def test_report_files_and_merged_latest(tmp_path: Path, ffr_home: Path) -> None:
+    first = write_report(_metrics("mldr-val/corpus", 0.6), run_name="r1", reports_dir=tmp_path)
+    assert first.mlflow_run_id
+    for folder in (tmp_path / "r1", tmp_path / "latest"):
+        for name in ("report.md", "metrics.json", *PLOTS):
+            assert (folder / name).is_file(), (folder, name)
+        for plot in PLOTS:
+            with Image.open(folder / plot) as image:
+                image.verify()
+                assert image.format == "PNG"
+    data = json.loads((tmp_path / "r1" / "metrics.json").read_text())
+    assert data["mldr-val/corpus"]["fem"]["f1"] == 0.6
+    assert data["mldr-val/corpus"]["ffrs"] == {"skipped": "no trained F2RVLM adapter"}
+    markdown = (tmp_path / "r1" / "report.md").read_text()
+    assert "| fem | 10 | 0.600 |" in markdown and "`ffrs`: no trained F2RVLM adapter" in markdown
+    assert "F1 by bucket" in markdown and "0.200 (4)" in markdown
+
+    write_report(_metrics("locomo/single", 0.3), run_name="r2", reports_dir=tmp_path, mlflow=False)
+    latest = json.loads((tmp_path / "latest" / "metrics.json").read_text())
+    assert set(latest) == {"mldr-val/corpus", "locomo/single"}  # merged across runs
+    assert set(json.loads((tmp_path / "r2" / "metrics.json").read_text())) == {"locomo/single"}
+    assert (tmp_path / "latest" / "RUN").read_text().strip() == "r2"
+
+    import mlflow
+
+    run = mlflow.get_run(first.mlflow_run_id)
+    assert run.data.metrics["mldr-val/corpus/fem/f1"] == 0.6
+    assert run.data.metrics[mlflow_key("mldr-val/corpus/fem/recall@10")] == 0.7
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "report")}
+    assert "report/metrics.json" in artifacts and "report/recall_at_k.png" in artifacts
+
+
+def test_markdown_renders_without_ranking_metrics() -> None:
+    text = render_markdown({"x/single": {"s": {"n": 2.0, "f1": 0.5}}})
+    assert "| s | 2 | 0.500 |" in text
