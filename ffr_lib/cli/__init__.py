@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from ffr_lib.cli import db, demo, evaluate, ingest, models, pending, retrieve, ui
+from ffr_lib.cli import db, demo, evaluate, ingest, models, pending, retrieve, search, ui
 
 app = typer.Typer(
     name="ffr",
@@ -18,6 +18,7 @@ app.add_typer(models.app, name="models")
 app.command("ingest")(ingest.ingest)
 app.command("retrieve")(retrieve.retrieve)
 app.command("ui")(ui.ui)
+app.command("search")(search.search)
 app.command("eval")(evaluate.eval_command)
 app.command("query")(evaluate.query_command)
 app.command("demo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(

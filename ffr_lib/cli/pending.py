@@ -7,7 +7,6 @@ import typer
 
 PENDING: dict[str, str] = {
     "bench": "the benchmark suite (issue 9)",
-    "search": "SQL fragment search (issue 4)",
 }
 
 
