@@ -3,7 +3,6 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
-
 _MIGRATED: set[str] = set()
 
 

@@ -24,7 +24,7 @@ class FragmentsConfig(Config):
 
 @asset(
     group_name="retrieval",
-    deps=["mldr_splits"],
+    deps=["mldr_splits", "inbox_dialogues"],
     partitions_def=dialogue_batches,
     description="Minimal semantic fragments of one dialogue batch (each utterance in exactly one "
     "fragment, images with their utterance), written to $FFR_HOME/fragments/<batch>.jsonl. "

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile, get_profile
+from ffr_lib.mldr.stage import load_split
 from ffr_lib.settings import get_settings
 
 CURRICULUM_FILE = "curriculum.jsonl"
@@ -37,15 +38,6 @@ class F2RVLMStageConfig(BaseModel):
 
     def stage_dir(self, stage: str) -> Path:
         return (self.out_dir or get_settings().home / "f2rvlm") / stage
-
-
-def load_split(split: str, mldr_dir: Path | None = None) -> Dataset:
-    from ffr_lib.data.canonical import read_canonical
-
-    folder = (mldr_dir or get_settings().home / "data" / "mldr") / split
-    if not folder.exists():
-        raise FileNotFoundError(f"{folder} does not exist: materialize mldr_splits first")
-    return read_canonical(folder, check_images=False)
 
 
 def _embed_for(profile: F2RVLMProfile) -> Any:

@@ -83,3 +83,13 @@ def build_mldr(url: str | None, config: MldrStageConfig) -> dict:
         "stats": {name: dataset_stats(dataset) for name, dataset in splits.items()},
         "checks": checks,
     }
+
+
+def load_split(split: str, mldr_dir: Path | None = None) -> Dataset:
+    """A split written by :func:`build_mldr` (canonical folder ``<mldr_dir>/<split>``)."""
+    from ffr_lib.data.canonical import read_canonical
+
+    folder = (mldr_dir or get_settings().home / "data" / "mldr") / split
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder} does not exist: materialize mldr_splits first")
+    return read_canonical(folder, check_images=False)

@@ -1,0 +1,164 @@
+"""`fem_checkpoint` and `fragment_index`: the Fragment Embedding Model and the pgvector index.
+
+No `from __future__ import annotations` in asset modules: Dagster resolves Config types at runtime.
+"""
+
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+)
+from pydantic import Field
+
+from ffr_assets.partitions import dialogue_batches
+from ffr_assets.resources import DatabaseResource, MlflowResource
+
+
+class FemConfig(Config):
+    base_model: str = Field(default="minilm", description="minilm | multilingual-e5-small | path")
+    epochs: int = Field(default=1, description="passes over the training pairs")
+    max_pairs: int = Field(default=2000, description="(query, gold fragment) pairs trained on")
+    batch_size: int = Field(default=16, description="in-batch negatives grow with the batch")
+    val_queries: int = Field(default=400, description="val queries scored for the decision")
+
+
+@asset(
+    group_name="retrieval",
+    deps=["fragments"],
+    description="The Fragment Embedding Model: the packaged MiniLM fine-tuned contrastively on "
+    "(query, gold fragment) pairs of the MLDR train split with in-batch and same-dialogue hard "
+    "negatives. Registered in MLflow as `ffr-fem`; alias `champion` only when it beats the base "
+    "model in-domain AND on question-style and out-of-source queries, else `challenger` and the "
+    "base model keeps serving.",
+    owners=["team:ffr"],
+    kinds={"pytorch", "mlflow"},
+    check_specs=[
+        AssetCheckSpec(
+            "beats_base_model",
+            asset="fem_checkpoint",
+            description="fine-tuning beat the base model on every evaluation set",
+        )
+    ],
+)
+def fem_checkpoint(
+    context: AssetExecutionContext,
+    config: FemConfig,
+    database: DatabaseResource,
+    mlflow: MlflowResource,
+):
+    from ffr_lib.fem.stage import FemStageConfig, run_fem
+    from ffr_lib.fem.train import FemTrainConfig
+
+    mlflow.configure()
+    summary = run_fem(
+        database.resolved_url(),
+        FemStageConfig(
+            train=FemTrainConfig(
+                base_model=config.base_model,
+                epochs=config.epochs,
+                max_pairs=config.max_pairs,
+                batch_size=config.batch_size,
+            ),
+            val_queries=config.val_queries,
+        ),
+    )
+    for reason in summary["reasons"]:
+        context.log.info(reason)
+    if not summary["promoted"]:
+        context.log.warning("fine-tuned FEM did not beat the base everywhere: base keeps serving")
+    metadata: dict[str, Any] = {
+        "serving_model": summary["serving_model"],
+        "serving_version": summary["serving_version"],
+        "promoted": summary["promoted"],
+        "mlflow_run_id": summary["run_id"],
+        "registered": f"{summary['model_name']} v{summary['version']} ({summary['alias']})",
+        "pairs": summary["pairs"],
+        "train_seconds": summary["train_seconds"],
+        "scores": MetadataValue.json(summary["scores"]),
+        "report": MetadataValue.json(summary["report"]),
+    }
+    for set_name, pair in summary["report"].items():
+        for which in ("base", "tuned"):
+            for k in (1, 5, 10):
+                value = pair[which].get(f"recall@{k}")
+                if value is not None:
+                    metadata[f"{set_name}/{which}/recall@{k}"] = float(value)
+    yield Output(summary, metadata=metadata)
+    yield AssetCheckResult(
+        check_name="beats_base_model",
+        passed=bool(summary["promoted"]),
+        severity=AssetCheckSeverity.WARN,
+        metadata={"reasons": MetadataValue.json(summary["reasons"])},
+    )
+
+
+class IndexAssetConfig(Config):
+    recall_sample: int = Field(default=50, description="queries used by the HNSW recall check")
+
+
+INDEX_CHECKS = ("no_duplicates", "coverage", "hnsw_recall", "explain_uses_index")
+
+
+@asset(
+    group_name="retrieval",
+    deps=["fragments"],
+    ins={"fem_checkpoint": AssetIn()},
+    partitions_def=dialogue_batches,
+    description="One dialogue batch's fragments embedded by the serving FEM and bulk-loaded into "
+    "pgvector (binary COPY, HNSW built after the load, ANALYZE). Upsert by content hash; a new "
+    "FEM version is built beside the old one and serving flips once it covers every dialogue.",
+    owners=["team:ffr"],
+    kinds={"postgres", "pgvector"},
+    check_specs=[
+        AssetCheckSpec(name, asset="fragment_index", description=name.replace("_", " "))
+        for name in INDEX_CHECKS
+    ],
+)
+def fragment_index(
+    context: AssetExecutionContext,
+    config: IndexAssetConfig,
+    database: DatabaseResource,
+    fem_checkpoint: dict,
+):
+    from ffr_lib.index.stage import IndexStageConfig, run_index
+
+    summary = run_index(
+        database.resolved_url(),
+        context.partition_key,
+        fem_checkpoint["serving_model"],
+        IndexStageConfig(recall_sample=config.recall_sample),
+    )
+    stats = summary["stats"]
+    context.log.info(
+        f"{summary['batch']}: {stats['fragments']} fragments, {stats['embedded']} embedded, "
+        f"{stats['inserted']} inserted; serving {summary['serving']}"
+    )
+    yield Output(
+        {k: v for k, v in summary.items() if k != "checks"},
+        metadata={
+            "embedding_model": summary["embedding_model"],
+            "dialogues": summary["dialogues"],
+            "fragments": stats["fragments"],
+            "embedded": stats["embedded"],
+            "inserted": stats["inserted"],
+            "unchanged": stats["unchanged"],
+            "fragments_per_second": summary["fragments_per_second"],
+            "serving": MetadataValue.json(summary["serving"]),
+        },
+    )
+    for name in INDEX_CHECKS:
+        check = summary["checks"].get(name)
+        yield AssetCheckResult(
+            check_name=name,
+            passed=bool(check and check["passed"]),
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"details": MetadataValue.json(check or {"skipped": "no queries"})},
+        )

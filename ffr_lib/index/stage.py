@@ -1,0 +1,97 @@
+"""The `fragment_index` stage: embed one dialogue batch's fragments with the serving FEM and load
+them into pgvector, then run the index checks.
+
+Versions: the first FEM version indexed starts serving at once. A later version (a newly
+promoted FEM) is built beside the old one, batch by batch, and serving flips to it atomically
+only when it covers every dialogue the old one does, so no search ever sees a half-built index.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ffr_lib.fem.fragment_text import FragmentTextConfig
+from ffr_lib.index.writer import IndexConfig
+
+
+class IndexStageConfig(BaseModel):
+    text: FragmentTextConfig = Field(default_factory=FragmentTextConfig)
+    index: IndexConfig = Field(default_factory=lambda: IndexConfig(activate="never"))
+    recall_sample: int = Field(50, ge=1, description="batch queries used for the recall check")
+
+
+def _covered_dialogues(db: Any, model: str) -> set[str]:
+    rows = db.execute(
+        "SELECT DISTINCT dialogue_id FROM ffr.fragments WHERE embedding_model = %s", (model,)
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def flip_when_complete(url: str | None, model: str) -> dict[str, Any]:
+    """Serve ``model`` if nothing serves yet, or if it now covers every dialogue the serving
+    version covers. Returns what happened."""
+    from ffr_lib.db import connect
+    from ffr_lib.index.writer import activate_version, serving_version
+
+    current = serving_version(url)
+    if current == model:
+        return {"serving": model, "flipped": False}
+    with connect(url) as db:
+        missing = (
+            _covered_dialogues(db, current) - _covered_dialogues(db, model) if current else set()
+        )
+    if missing:
+        return {"serving": current, "flipped": False, "new_version_missing_dialogues": len(missing)}
+    activate_version(model, url=url)
+    return {"serving": model, "flipped": True, "previous": current}
+
+
+def run_index(url: str | None, batch: str, fem_model: str, config: IndexStageConfig) -> dict:
+    from ffr_lib.fem.encoder import TextEncoder
+    from ffr_lib.fem.fragment_text import build_embedder, fragment_rows
+    from ffr_lib.index.checks import (
+        check_coverage,
+        check_explain_uses_index,
+        check_hnsw_recall,
+        check_no_duplicates,
+    )
+    from ffr_lib.index.writer import index_rows
+    from ffr_lib.segment.stage import batch_dialogue_ids, fragments_path, read_fragments
+    from ffr_lib.store import load_dialogues, load_queries
+
+    fragments = read_fragments(fragments_path(batch))
+    by_dialogue: dict[str, list] = {}
+    for fragment in fragments:
+        by_dialogue.setdefault(fragment.dialogue_id, []).append(fragment)
+    ids = batch_dialogue_ids(url, batch)
+    dialogues = [d for d in load_dialogues(ids, url=url) if d.id in by_dialogue]
+    rows = [row for d in dialogues for row in fragment_rows(d, by_dialogue[d.id], config.text)]
+    encoder = TextEncoder.get(fem_model)
+    stats = index_rows(rows, build_embedder(encoder, config.text), config=config.index, url=url)
+    model = stats.embedding_model
+    serving = flip_when_complete(url, model)
+
+    queries = [q.text for q in load_queries(dialogue_ids=ids, url=url)][: config.recall_sample]
+    checks: dict[str, tuple[bool, dict]] = {
+        "no_duplicates": check_no_duplicates(embedding_model=model, url=url),
+        "coverage": check_coverage(embedding_model=model, url=url),
+    }
+    if queries:
+        vectors = encoder.encode(queries)
+        checks["hnsw_recall"] = check_hnsw_recall(vectors, embedding_model=model, url=url)
+        checks["explain_uses_index"] = check_explain_uses_index(
+            vectors[0], embedding_model=model, url=url
+        )
+    return {
+        "batch": batch,
+        "embedding_model": model,
+        "dialogues": len(dialogues),
+        "stats": stats.as_dict(),
+        "fragments_per_second": stats.fragments / stats.seconds_total
+        if stats.seconds_total
+        else 0.0,
+        "serving": serving,
+        "checks": {name: {"passed": ok, **details} for name, (ok, details) in checks.items()},
+    }
