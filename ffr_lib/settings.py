@@ -10,6 +10,8 @@
 | FFR_MODELS_DIR | `$FFR_HOME/models` | cache of converted offline weights (SmolLM2 safetensors, e5) |
 | FFR_INBOX_DIR | `$FFR_HOME/inbox` | folder the inbox sensor watches for new dialogue files |
 | FFR_INBOX_SETTLE_SECONDS | `5` | a file must be unchanged this long before the sensor takes it |
+| FFR_REPORTS_DIR | `reports/` | where evaluation reports are written (`<run>/` and `latest/`) |
+| FFR_EXECUTOR | unset | `k8s` runs each step in its own pod (infra/README.md) |
 | MLFLOW_TRACKING_URI | `sqlite:///$FFR_HOME/mlflow.db` | MLflow tracking store |
 """
 

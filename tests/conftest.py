@@ -126,6 +126,7 @@ def ffr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "ffr_home"
     home.mkdir()
     monkeypatch.setenv("FFR_HOME", str(home))
+    monkeypatch.setenv("FFR_REPORTS_DIR", str(home / "reports"))
     return home
 
 

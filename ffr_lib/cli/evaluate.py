@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -28,32 +27,6 @@ def _split_list(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
-
-
-def mldr_split(split: str, path: Path | None, build: bool) -> tuple[Any, Any]:
-    """The MLDR split to evaluate and a DIFFERENT split to fit priors on (train when present).
-    Builds the splits from PhotoChat when the files are missing and ``build`` is set."""
-    from ffr_lib.data.readers import read_dataset
-    from ffr_lib.settings import get_settings
-
-    folder = path or get_settings().home / "data" / "mldr" / split
-    if not folder.exists():
-        if path is not None or not build:
-            raise FileNotFoundError(
-                f"no MLDR split at {folder}: materialize the mldr_splits asset, or pass --build"
-            )
-        from ffr_lib.mldr.splits import build_splits, write_splits
-
-        sources = read_dataset("-", "photochat")
-        write_splits(build_splits(sources.dialogues), folder.parent, swift=False)
-    dataset = read_dataset(folder, "canonical")
-    prior = None
-    for other in ("train", "test" if split != "test" else "val"):
-        candidate = folder.parent / other
-        if other != split and candidate.exists():
-            prior = read_dataset(candidate, "canonical")
-            break
-    return dataset, prior
 
 
 def eval_command(
@@ -79,12 +52,7 @@ def eval_command(
     """Run every system (baselines, FEM, FFRS, F2RVLM) on a dataset and write the report."""
     from rich.console import Console
 
-    from ffr_lib.db import database_url, migrate
-    from ffr_lib.evaluation.baselines import build_systems
-    from ffr_lib.evaluation.harness import Corpus, HarnessConfig, default_groupers, evaluate
-    from ffr_lib.evaluation.locomo import evaluate_locomo, read_locomo_dataset
-    from ffr_lib.evaluation.report import write_report
-    from ffr_lib.ffrs.api import resolve_model
+    from ffr_lib.evaluation.run import EvaluationConfig, run_evaluation
 
     console = Console()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -94,53 +62,31 @@ def eval_command(
     if not set(chosen_modes) <= {"single", "corpus"} or not chosen_modes:
         console.print(f"[red]--modes must name single and/or corpus, got {modes!r}")
         raise typer.Exit(code=2)
-    config = HarnessConfig(modes=chosen_modes, limit=limit)  # type: ignore[arg-type]
-    spec = resolve_model(model)
+    if dataset not in ("mldr", "locomo"):
+        console.print(f"[red]unknown dataset {dataset!r} (mldr | locomo)")
+        raise typer.Exit(code=2)
+    if dataset == "locomo" and path is None:
+        console.print("[red]--dataset locomo needs --path FILE")
+        raise typer.Exit(code=2)
+    config = EvaluationConfig(
+        dataset=dataset,  # type: ignore[arg-type]
+        split=split,
+        path=path,
+        systems=_split_list(systems),
+        k=k,
+        limit=limit,
+        model=model,
+        modes=chosen_modes,  # type: ignore[arg-type]
+        run_name=run_name,
+        reports_dir=reports_dir,
+        build=build,
+        mlflow=mlflow,
+    )
     try:
-        if dataset == "mldr":
-            data, prior = mldr_split(split, path, build)
-            name = f"mldr-{split}"
-        elif dataset == "locomo":
-            if path is None:
-                console.print("[red]--dataset locomo needs --path FILE")
-                raise typer.Exit(code=2)
-            data, prior, name = read_locomo_dataset(path), None, "locomo"
-        else:
-            console.print(f"[red]unknown dataset {dataset!r} (mldr | locomo)")
-            raise typer.Exit(code=2)
-        chosen = build_systems(_split_list(systems), model=spec, k=k, prior_data=prior)
+        result = run_evaluation(config)
     except (FileNotFoundError, ValueError) as error:
         console.print(f"[red]{error}")
         raise typer.Exit(code=1) from error
-    url = database_url()
-    migrate(url)
-    corpus = Corpus.prepare(data, url)
-    if dataset == "locomo":
-        output = evaluate_locomo(data, chosen, corpus=corpus, config=config)
-    else:
-        output = evaluate(
-            data,
-            chosen,
-            corpus,
-            name=name,
-            config=config,
-            groupers=default_groupers(config.length_buckets),
-        )
-    result = write_report(
-        output.metrics,
-        run_name=run_name,
-        reports_dir=reports_dir,
-        runs=output.runs,
-        mlflow=mlflow,
-        params={
-            "dataset": name,
-            "k": k,
-            "limit": limit,
-            "model": str(spec),
-            "modes": modes,
-            "fem": corpus.embedding_model,
-        },
-    )
     console.print(result.markdown, highlight=False, markup=False)
     console.print(f"report: {result.run_dir} (latest: {result.latest_dir})")
 

@@ -53,9 +53,12 @@ PLOTS = ("recall_at_k.png", "f1_by_length.png", "latency.png")
 
 
 def default_reports_dir() -> Path:
+    """FFR_REPORTS_DIR, else <repo>/reports."""
+    import os
+
     from ffr_lib.settings import REPO_ROOT
 
-    return REPO_ROOT / "reports"
+    return Path(os.environ.get("FFR_REPORTS_DIR") or REPO_ROOT / "reports")
 
 
 def _fmt(value: Any, key: str) -> str:

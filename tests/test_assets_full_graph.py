@@ -1,8 +1,10 @@
-"""The F2RVLM asset chain (SFT -> curriculum -> GRPO) materialized in-process with the tiny
-profile on real PhotoChat-built MLDR splits."""
+"""The whole asset graph materialized in-process on real PhotoChat-built MLDR splits with the
+tiny F2RVLM profile: SFT -> curriculum -> GRPO, then fragments, FEM, index and the evaluation
+report that compares every system."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from dagster import DagsterInstance, materialize
@@ -15,6 +17,7 @@ from ffr_assets.assets.f2rvlm import (
 )
 from ffr_assets.assets.mldr import mldr_splits
 from ffr_assets.assets.raw import raw_dialogues
+from ffr_assets.definitions import defs
 from ffr_assets.resources import DatabaseResource, MlflowResource
 from ffr_lib.f2rvlm.backbone import read_adapter_meta
 
@@ -62,3 +65,32 @@ def test_f2rvlm_assets_train_and_chain_adapters(db_url: str, ffr_home: Path) -> 
     assert check.metadata["nonzero"].value is check.passed
     assert check.metadata["finite"].value is True
     assert check.metadata["tensors"].value > 0
+
+    # The retrieval half and the report, on the val batch.
+    everything = list(defs.assets) + list(defs.asset_checks or [])
+    for step, partition, ops in (
+        ("fragments", "mldr-val", {"fragments": {"config": {"segmenter": "windows"}}}),
+        (
+            "fem_checkpoint",
+            None,
+            {"fem_checkpoint": {"config": {"max_pairs": 16, "batch_size": 8, "val_queries": 20}}},
+        ),
+        ("fragment_index", "mldr-val", {}),
+        ("evaluation_report", None, {"evaluation_report": {"config": {"limit": 6, "k": 5}}}),
+    ):
+        step_result = materialize(
+            everything,
+            selection=[step],
+            instance=instance,
+            resources=resources,
+            partition_key=partition,
+            run_config={"ops": ops},
+        )
+        assert step_result.success, step
+    report = step_result.output_for_node("evaluation_report")
+    metrics = json.loads((Path(report["run_dir"]) / "metrics.json").read_text())
+    assert set(metrics) == {"mldr-val/single", "mldr-val/corpus"}
+    systems = {name for by_system in metrics.values() for name in by_system}
+    # The trained adapter is evaluated beside the baselines in the same run.
+    assert {"ffrs", "f2rvlm", "bm25-utt", "position-prior", "overlap-window"} <= systems
+    assert (Path(report["run_dir"]) / "recall_at_k.png").is_file()

@@ -1,0 +1,66 @@
+"""`evaluation_report`: FFRS and every baseline on the MLDR-style val split, in one run.
+
+No `from __future__ import annotations` in asset modules: Dagster resolves Config types at runtime.
+"""
+
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
+from pydantic import Field
+
+from ffr_assets.resources import DatabaseResource, MlflowResource
+
+
+class EvaluationReportConfig(Config):
+    split: str = Field(default="val", description="MLDR split to evaluate: val | test")
+    limit: int | None = Field(default=None, description="first N queries only (None = all)")
+    k: int = Field(default=20, description="fragments FEM / FFRS recall per query")
+    systems: list[str] | None = Field(
+        default=None, description="systems to run (None = all ten, see `ffr eval --help`)"
+    )
+
+
+@asset(
+    group_name="evaluation",
+    deps=["fragment_index", "mldr_splits"],
+    ins={"f2rvlm_grpo": AssetIn()},
+    description="Every system on the same queries in one run: BM25 (utterances, fragments), "
+    "dense MiniLM, FEM alone, FFRS (whole fragment vs F2RVLM's pick), F2RVLM alone, position "
+    "prior, word-overlap and MiniLM windows. Micro P/R/F1/MCC per modality and joint, macro F1, "
+    "exact match, Recall@K, MRR, nDCG@10, latency per stage, by length bucket and query family. "
+    "Written to reports/<run>/ and reports/latest/ and logged to MLflow.",
+    owners=["team:ffr"],
+    kinds={"python", "mlflow"},
+)
+def evaluation_report(
+    context: AssetExecutionContext,
+    config: EvaluationReportConfig,
+    database: DatabaseResource,
+    mlflow: MlflowResource,
+    f2rvlm_grpo: dict,
+):
+    from ffr_lib.evaluation.run import EvaluationConfig, run_evaluation
+
+    mlflow.configure()
+    result = run_evaluation(
+        EvaluationConfig(
+            split=config.split,
+            limit=config.limit,
+            k=config.k,
+            systems=config.systems,
+            model=f2rvlm_grpo["adapter_dir"],
+            build=False,
+            run_name=f"asset-{context.run_id[:8]}",
+        ),
+        url=database.resolved_url(),
+    )
+    metadata = {
+        "report": MetadataValue.md(result.markdown[:60000]),
+        "run_dir": MetadataValue.path(str(result.run_dir)),
+        "latest": MetadataValue.path(str(result.latest_dir)),
+        "mlflow_run_id": result.mlflow_run_id or "none",
+    }
+    for path in result.files:
+        if path.suffix == ".png" and path.parent == result.run_dir:
+            metadata[f"plot/{path.stem}"] = MetadataValue.path(str(path))
+    return Output(
+        {"run_dir": str(result.run_dir), "latest": str(result.latest_dir)}, metadata=metadata
+    )

@@ -1,0 +1,105 @@
+"""One evaluation run: every chosen system on a dataset, scored and written as a report.
+
+The one entry point behind `ffr eval` and the `evaluation_report` asset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ffr_lib.evaluation.report import ReportResult
+
+
+class EvaluationConfig(BaseModel):
+    dataset: Literal["mldr", "locomo"] = "mldr"
+    split: str = Field("val", description="MLDR split: val | test")
+    path: Path | None = Field(None, description="dataset file/folder (LoCoMo json; MLDR folder)")
+    systems: list[str] | None = Field(None, description="systems to run (None = all)")
+    k: int = Field(20, ge=1, description="fragments FEM/FFRS recall")
+    limit: int | None = Field(None, ge=1, description="first N queries only")
+    model: str | None = Field(None, description="trained F2RVLM adapter folder or profile name")
+    modes: list[Literal["single", "corpus"]] = Field(default_factory=lambda: ["single", "corpus"])
+    run_name: str | None = None
+    reports_dir: Path | None = Field(None, description="default <repo>/reports")
+    build: bool = Field(True, description="build missing MLDR splits from PhotoChat")
+    mlflow: bool = True
+
+
+def mldr_split(split: str, path: Path | None, build: bool) -> tuple[Any, Any]:
+    """The MLDR split to evaluate and a DIFFERENT split to fit priors on (train when present).
+    Builds the splits from PhotoChat when the files are missing and ``build`` is set."""
+    from ffr_lib.data.readers import read_dataset
+    from ffr_lib.settings import get_settings
+
+    folder = path or get_settings().home / "data" / "mldr" / split
+    if not folder.exists():
+        if path is not None or not build:
+            raise FileNotFoundError(
+                f"no MLDR split at {folder}: materialize the mldr_splits asset, or pass --build"
+            )
+        from ffr_lib.mldr.splits import build_splits, write_splits
+
+        sources = read_dataset("-", "photochat")
+        write_splits(build_splits(sources.dialogues), folder.parent, swift=False)
+    dataset = read_dataset(folder, "canonical")
+    prior = None
+    for other in ("train", "test" if split != "test" else "val"):
+        candidate = folder.parent / other
+        if other != split and candidate.exists():
+            prior = read_dataset(candidate, "canonical")
+            break
+    return dataset, prior
+
+
+def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportResult:
+    """Prepare the corpus (index what the serving FEM lacks), run the systems, write the report.
+    Raises FileNotFoundError / ValueError for a missing dataset or an unknown system."""
+    from ffr_lib.db import database_url, migrate
+    from ffr_lib.evaluation.baselines import build_systems
+    from ffr_lib.evaluation.harness import Corpus, HarnessConfig, default_groupers, evaluate
+    from ffr_lib.evaluation.locomo import evaluate_locomo, read_locomo_dataset
+    from ffr_lib.evaluation.report import write_report
+    from ffr_lib.ffrs.api import resolve_model
+
+    harness = HarnessConfig(modes=config.modes, limit=config.limit)
+    spec = resolve_model(config.model)
+    if config.dataset == "mldr":
+        data, prior = mldr_split(config.split, config.path, config.build)
+        name = f"mldr-{config.split}"
+    else:
+        if config.path is None:
+            raise ValueError("the locomo dataset needs a path (locomo10.json)")
+        data, prior, name = read_locomo_dataset(config.path), None, "locomo"
+    systems = build_systems(config.systems, model=spec, k=config.k, prior_data=prior)
+    url = url or database_url()
+    migrate(url)
+    corpus = Corpus.prepare(data, url)
+    if config.dataset == "locomo":
+        output = evaluate_locomo(data, systems, corpus=corpus, config=harness)
+    else:
+        output = evaluate(
+            data,
+            systems,
+            corpus,
+            name=name,
+            config=harness,
+            groupers=default_groupers(harness.length_buckets),
+        )
+    return write_report(
+        output.metrics,
+        run_name=config.run_name,
+        reports_dir=config.reports_dir,
+        runs=output.runs,
+        mlflow=config.mlflow,
+        params={
+            "dataset": name,
+            "k": config.k,
+            "limit": config.limit,
+            "model": str(spec),
+            "modes": ",".join(config.modes),
+            "fem": corpus.embedding_model,
+        },
+    )
