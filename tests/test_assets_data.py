@@ -28,7 +28,9 @@ def test_data_assets_materialize_idempotently(db_url: str, ffr_home: Path) -> No
     instance = DagsterInstance.ephemeral()
     resources = {"database": DatabaseResource(url=db_url), "mlflow": MlflowResource()}
     result = materialize(
-        [raw_dialogues, mldr_splits], instance=instance, resources=resources,
+        [raw_dialogues, mldr_splits],
+        instance=instance,
+        resources=resources,
         run_config=_run_config(90),
     )
     assert result.success
@@ -41,14 +43,19 @@ def test_data_assets_materialize_idempotently(db_url: str, ffr_home: Path) -> No
 
     # Re-materializing the same config stores nothing new.
     again = materialize(
-        [raw_dialogues, mldr_splits], instance=instance, resources=resources,
+        [raw_dialogues, mldr_splits],
+        instance=instance,
+        resources=resources,
         run_config=_run_config(90),
     )
     assert again.success
     assert count_rows(db_url) == counts
 
     cut = materialize(
-        [fragments], instance=instance, resources=resources, partition_key="mldr-val",
+        [fragments],
+        instance=instance,
+        resources=resources,
+        partition_key="mldr-val",
         selection=[fragments],
     )
     assert cut.success
