@@ -35,7 +35,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         help="PhotoChat dialogues to build from (default: all 3,500)",
     )
     parser.add_argument(
-        "--eval-queries", type=int, default=120, help="val queries scored in the report"
+        "--eval-queries", type=int, default=40, help="val queries scored in the report"
+    )
+    parser.add_argument(
+        "--k", type=int, default=5, help="fragments FFRS recalls per query (F2RVLM reads each)"
     )
     parser.add_argument("--skip-f2rvlm", action="store_true", help="skip the F2RVLM training steps")
     return parser.parse_args(argv)
@@ -56,7 +59,7 @@ def run_config(args: argparse.Namespace) -> dict:
         "f2rvlm_sft": f2rvlm,
         "f2rvlm_curriculum": f2rvlm,
         "f2rvlm_grpo": f2rvlm,
-        "evaluation_report": {"config": {"limit": args.eval_queries}},
+        "evaluation_report": {"config": {"limit": args.eval_queries, "k": args.k}},
     }
     return {"ops": ops}
 

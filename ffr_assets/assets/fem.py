@@ -25,7 +25,8 @@ from ffr_assets.resources import DatabaseResource, MlflowResource
 class FemConfig(Config):
     base_model: str = Field(default="minilm", description="minilm | multilingual-e5-small | path")
     epochs: int = Field(default=1, description="passes over the training pairs")
-    max_pairs: int = Field(default=2000, description="(query, gold fragment) pairs trained on")
+    max_pairs: int = Field(default=512, description="(query, gold fragment) pairs trained on")
+    max_seq_length: int = Field(default=128, description="tokens per fragment (CPU cost)")
     batch_size: int = Field(default=16, description="in-batch negatives grow with the batch")
     val_queries: int = Field(default=400, description="val queries scored for the decision")
 
@@ -66,6 +67,7 @@ def fem_checkpoint(
                 epochs=config.epochs,
                 max_pairs=config.max_pairs,
                 batch_size=config.batch_size,
+                max_seq_length=config.max_seq_length,
             ),
             val_queries=config.val_queries,
         ),

@@ -18,7 +18,7 @@ class FragmentsConfig(Config):
     )
     encoder: str = Field(default="minilm", description="model the segmenter embeds with")
     evaluate_on: int = Field(
-        default=200, description="dialogues with known topics scored by Pk/WindowDiff"
+        default=100, description="dialogues with known topics scored by Pk/WindowDiff"
     )
 
 

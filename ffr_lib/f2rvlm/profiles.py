@@ -8,8 +8,9 @@ utterances with the short instruction, ~300 tokens): the issue's quiet-machine f
 SFT example at ~690 tokens, i.e. ~3 s at ~300 (cost is linear in prompt length). Measured here on
 2 cores shared with other test runs (load 5-6): 9-13 s per forward+backward of 350 tokens with
 1 thread (2 threads were 2-4x slower under contention), ~28-36 s per SFT step with two trials
-running side by side. ``cpu-small`` (240 SFT examples, 48 curriculum prompts, 12 GRPO steps of
-4 x 24 tokens) is sized for ~30 min on a quiet machine; re-measure before relying on it.
+running side by side. A demo run at 240 SFT examples managed only ~11 s per step on the shared machine (load 6-10),
+so ``cpu-small`` is 120 SFT examples, 24 curriculum prompts and 8 GRPO steps of 4 x 24 tokens,
+about 12 minutes of training on a quiet machine; ``cpu-full`` is the profile for quality.
 """
 
 from __future__ import annotations
@@ -130,12 +131,12 @@ PROFILES: dict[str, F2RVLMProfile] = {
     # Demo profile: ~30 min on 2 CPU cores (sized in bench/f2rvlm_trial.py; see module doc).
     "cpu-small": F2RVLMProfile(
         name="cpu-small",
-        sft=SFTSettings(max_examples=240, max_length=512, logging_steps=20),
-        curriculum=CurriculumSettings(max_examples=48),
+        sft=SFTSettings(max_examples=120, max_length=512, logging_steps=10),
+        curriculum=CurriculumSettings(max_examples=24),
         grpo=GRPOSettings(
             num_generations=4,
             prompts_per_step=1,
-            max_steps=12,
+            max_steps=8,
             learning_rate=1e-5,
             max_completion_length=24,
             presample_generations=2,
