@@ -166,3 +166,15 @@ def test_ingest_real_photochat_twice_gives_identical_counts(db_url: str) -> None
     second = runner.invoke(app, args)
     assert second.exit_code == 0 and "nothing changed" in second.output
     assert count_rows(db_url) == counts and content_hashes(db_url) == hashes
+
+
+def test_ingest_real_chitchat_twice_gives_identical_counts(db_url: str) -> None:
+    args = ["ingest", "-", "--format", "chitchat", "--limit", "60"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    counts, hashes = count_rows(db_url), content_hashes(db_url)
+    assert counts["dialogues"] == 60 and counts["utterances"] > 60 * 3
+    assert counts["images"] == 0  # chitchat is text only
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0 and "nothing changed" in second.output
+    assert count_rows(db_url) == counts and content_hashes(db_url) == hashes
