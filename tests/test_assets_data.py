@@ -36,6 +36,8 @@ def test_data_assets_materialize_idempotently(db_url: str, ffr_home: Path) -> No
     assert result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"no_leakage": True, "gold_in_range": True, "query_mix": True}
+    table = result.asset_materializations_for_node("mldr_splits")[0].metadata["family_difficulty"]
+    assert "| question |" in table.value and "word-overlap window F1" in table.value
     counts = count_rows(db_url)
     assert counts["queries"] > 0
     partitions = set(instance.get_dynamic_partitions("dialogue_batches"))

@@ -94,3 +94,5 @@ def test_f2rvlm_assets_train_and_chain_adapters(db_url: str, ffr_home: Path) -> 
     # The trained adapter is evaluated beside the baselines in the same run.
     assert {"ffrs", "f2rvlm", "bm25-utt", "position-prior", "overlap-window"} <= systems
     assert (Path(report["run_dir"]) / "recall_at_k.png").is_file()
+    markdown = (Path(report["run_dir"]) / "report.md").read_text()
+    assert "Fragment segmentation on mldr-val" in markdown and "| fixed_windows |" in markdown

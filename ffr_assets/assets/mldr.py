@@ -31,6 +31,22 @@ class MldrSplitsConfig(Config):
     queries_per_dialogue: int = Field(default=6, description="queries generated per dialogue")
 
 
+def _difficulty_table(difficulty: dict) -> str:
+    """How hard each query family is for the cheap baselines (lower = harder)."""
+    lines = [
+        f"Query-family difficulty on the {difficulty['split']} split (lower = harder)",
+        "",
+        "| family | queries | BM25 F1 | BM25 Recall@10 | word-overlap window F1 |",
+        "|---|---|---|---|---|",
+    ]
+    for family, s in difficulty["families"].items():
+        recall = "-" if s["bm25_recall_at_10"] is None else f"{s['bm25_recall_at_10']:.3f}"
+        lines.append(
+            f"| {family} | {s['queries']} | {s['bm25_f1']:.3f} | {recall} | {s['window_f1']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 @asset(
     group_name="data",
     deps=["raw_dialogues"],
@@ -86,6 +102,7 @@ def mldr_splits(
                 {k: v["image_histogram"] for k, v in stats.items()}
             ),
             "checks": MetadataValue.json(summary["checks"]),
+            "family_difficulty": MetadataValue.md(_difficulty_table(summary["family_difficulty"])),
             "failed_checks": MetadataValue.json(failed),
         },
         check_results=[

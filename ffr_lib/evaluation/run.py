@@ -88,7 +88,7 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
             config=harness,
             groupers=default_groupers(harness.length_buckets),
         )
-    return write_report(
+    result = write_report(
         output.metrics,
         run_name=config.run_name,
         reports_dir=config.reports_dir,
@@ -103,3 +103,36 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
             "fem": corpus.embedding_model,
         },
     )
+    if config.dataset == "mldr":
+        append_segmentation(result, f"mldr-{config.split}")
+    return result
+
+
+def append_segmentation(result: ReportResult, batch: str) -> None:
+    """Add the batch's segmentation figures (segmenter vs fixed windows) to the report."""
+    import json
+
+    from ffr_lib.segment.stage import segmentation_path
+
+    path = segmentation_path(batch)
+    if not path.is_file():
+        return
+    scores = json.loads(path.read_text(encoding="utf-8"))
+    lines = [
+        "",
+        f"## Fragment segmentation on {batch} (lower is better)",
+        "",
+        "| segmenter | Pk | WindowDiff | segments / dialogue | reference segments |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in scores.items():
+        lines.append(
+            f"| {name} | {s['pk']:.3f} | {s['window_diff']:.3f} | "
+            f"{s['segments_predicted']:.2f} | {s['segments_reference']:.2f} |"
+        )
+    section = "\n".join(lines) + "\n"
+    result.markdown += section
+    for folder in (result.run_dir, result.latest_dir):
+        report = folder / "report.md"
+        if report.is_file():
+            report.write_text(report.read_text(encoding="utf-8") + section, encoding="utf-8")

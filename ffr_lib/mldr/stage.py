@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from ffr_lib.data.dataset import Dataset
+from ffr_lib.mldr.difficulty import family_difficulty
 from ffr_lib.mldr.splits import (
     SplitConfig,
     build_splits,
@@ -75,8 +76,15 @@ def build_mldr(url: str | None, config: MldrStageConfig) -> dict:
             dataset, config.split.queries.type_mix, config.split.mix_tolerance
         )
         checks[f"query_mix:{name}"] = {"passed": ok, **details}
+    difficulty_split = "val" if "val" in splits else next(iter(splits))
+    held_out = splits[difficulty_split]
+    difficulty = {
+        family: score.model_dump()
+        for family, score in sorted(family_difficulty(held_out.queries, held_out.dialogues).items())
+    }
     return {
         "out_dir": str(out_dir),
+        "family_difficulty": {"split": difficulty_split, "families": difficulty},
         "files": {k: str(v) for k, v in files.items()} if isinstance(files, dict) else files,
         "sources_used": len(sources),
         "batches": {name: split_batch(name) for name in splits},

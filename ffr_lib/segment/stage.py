@@ -6,6 +6,7 @@ new batch is cut without touching old ones. Output: ``$FFR_HOME/fragments/<batch
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -37,6 +38,12 @@ def fragments_path(batch: str, folder: Path | None = None) -> Path:
     folder = folder or get_settings().home / "fragments"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in batch)
     return folder / f"{safe}.jsonl"
+
+
+def segmentation_path(batch: str) -> Path:
+    """Pk / WindowDiff of the batch's segmenter vs fixed windows (JSON beside the fragments)."""
+    path = fragments_path(batch)
+    return path.with_name(path.stem + ".segmentation.json")
 
 
 def batch_dialogue_ids(url: str | None, batch: str) -> list[str]:
@@ -99,6 +106,8 @@ def cut_batch(url: str | None, batch: str, config: FragmentStageConfig) -> dict:
             scored,
             {config.segmenter: make_segmenter(config), "fixed_windows": FixedWindowSegmenter()},
         )
+    if segmentation:
+        segmentation_path(batch).write_text(json.dumps(segmentation, indent=2), encoding="utf-8")
     sizes = [len(f.utterance_ids) for f in fragments]
     return {
         "path": str(path),
