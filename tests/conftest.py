@@ -62,6 +62,9 @@ def _isolated_database_env(pg_scratch: Path) -> Iterator[Path]:
         patch.delenv("FFR_DATABASE_URL", raising=False)
         patch.setenv("FFR_PGDATA", str(pgdata))
         patch.setenv("FFR_PG_PORT", str(free_port()))
+        # Nor may a test write to the developer's MLflow store or reports folder.
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{pg_scratch / 'mlflow.db'}")
+        patch.setenv("FFR_REPORTS_DIR", str(pg_scratch / "reports"))
         yield pgdata
         dispose_engines()
         # Stops the session server, or one a test started on demand by accident.
@@ -127,6 +130,8 @@ def ffr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("FFR_HOME", str(home))
     monkeypatch.setenv("FFR_REPORTS_DIR", str(home / "reports"))
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which would outlive the test.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     return home
 
 

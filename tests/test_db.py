@@ -198,7 +198,10 @@ def test_concurrent_runners_apply_each_migration_once(blank_db_url: str) -> None
         thread.join(60)
     assert errors == []
     names = [m.name for m in discover()]
-    assert sorted(len(r) for r in results) == [0, 0, len(names)]
+    # Runners may share the work (one applies some, another the rest after the lock), but each
+    # migration is applied exactly once.
+    applied_now = [name for result in results for name in result]
+    assert sorted(applied_now) == sorted(names)
     with connect(blank_db_url) as conn:
         assert conn.execute("SELECT count(*) FROM ffr.schema_migrations").fetchone()[0] == len(
             names
