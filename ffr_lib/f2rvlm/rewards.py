@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ffr_lib.evaluation.metrics import set_f1
 from ffr_lib.f2rvlm.answer import AnswerForm, ParsedAnswer, parse, parse_answer
 
 RewardFn = Callable[..., list[float]]
@@ -66,16 +67,6 @@ def completion_text(completion: Any) -> str:
                 if isinstance(part, dict) and part.get("type", "text") == "text"
             )
     return ""
-
-
-def set_f1(pred: set[int], gold: set[int]) -> float:
-    """F1 of two id sets; two empty sets score 1."""
-    if not pred and not gold:
-        return 1.0
-    tp = len(pred & gold)
-    if tp == 0:
-        return 0.0
-    return 2 * tp / (len(pred) + len(gold))
 
 
 def f1_with_length_penalty(pred: set[int], gold: set[int]) -> float:

@@ -14,22 +14,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ffr_lib.data.model import Dialogue, Query
+from ffr_lib.evaluation.metrics import set_f1
 from ffr_lib.mldr.text import STOPWORDS, stem, tokens, utterance_render
 
 
 def _terms(text: str) -> list[str]:
     return [stem(t) for t in tokens(text) if t not in STOPWORDS]
-
-
-def set_f1(predicted: Sequence[int], gold: Sequence[int]) -> float:
-    """F1 of two id sets; two empty sets score 1 (METHOD.md)."""
-    p, g = set(predicted), set(gold)
-    if not p and not g:
-        return 1.0
-    if not p or not g:
-        return 0.0
-    tp = len(p & g)
-    return 2 * tp / (len(p) + len(g))
 
 
 def bm25_scores(query: str, dialogue: Dialogue) -> np.ndarray:
