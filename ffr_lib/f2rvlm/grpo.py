@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,12 @@ from ffr_lib.f2rvlm.backbone import (
 from ffr_lib.f2rvlm.difficulty import ScoredRecords
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile
 from ffr_lib.f2rvlm.rewards import build_rewards, make_f1_reward
-from ffr_lib.f2rvlm.sft import TrainResult, _use_cpu, log_to_mlflow
+from ffr_lib.f2rvlm.sft import (
+    TrainResult,
+    common_trainer_args,
+    log_to_mlflow,
+    train_and_save,
+)
 
 REWARD_COLUMNS = (
     "prompt",
@@ -152,7 +156,7 @@ def train_grpo(
     dataset = Dataset.from_list([{k: r[k] for k in columns if k in r} for r in records])
     batch = settings.num_generations * settings.prompts_per_step
     config = GRPOConfig(
-        output_dir=str(output_dir / "trainer"),
+        **common_trainer_args(profile, output_dir),
         learning_rate=settings.learning_rate,
         num_generations=settings.num_generations,
         per_device_train_batch_size=batch,
@@ -168,17 +172,7 @@ def train_grpo(
         shuffle_dataset=False,
         reward_weights=reward_weights,
         logging_steps=settings.logging_steps,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=_use_cpu(profile),
-        bf16=False,
-        fp16=False,
         use_vllm=False,
-        seed=profile.seed,
-        disable_tqdm=True,
-        # trl turns checkpointing on by default; a 135M model fits easily and recomputing
-        # activations costs ~30% more CPU time.
-        gradient_checkpointing=False,
     )
     trainer = GRPOTrainer(
         model=backbone.model,
@@ -188,14 +182,7 @@ def train_grpo(
         processing_class=backbone.processor,
         peft_config=lora_config(backbone, profile.lora),
     )
-    started = time.perf_counter()
-    output = trainer.train()
-    seconds = time.perf_counter() - started
-    adapter_dir = output_dir / "adapter"
-    trainer.model.save_pretrained(str(adapter_dir))
-    # The tokenizer (with the markers) documents the vocabulary; inference rebuilds it from the
-    # base (an offline VLM processor without video processor cannot be saved whole).
-    backbone.tokenizer.save_pretrained(str(adapter_dir))
+    output, seconds, adapter_dir = train_and_save(trainer, backbone, output_dir)
     sft_meta = read_adapter_meta(Path(sft_adapter))
     write_adapter_meta(
         adapter_dir,

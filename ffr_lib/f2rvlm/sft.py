@@ -31,6 +31,36 @@ def _use_cpu(profile: F2RVLMProfile) -> bool:
     return profile.device == "cpu" or not torch.cuda.is_available()
 
 
+def common_trainer_args(profile: F2RVLMProfile, output_dir: Path) -> dict[str, Any]:
+    """Settings SFT and GRPO share: no checkpoints or reporters, full precision on CPU."""
+    return {
+        "output_dir": str(output_dir / "trainer"),
+        "save_strategy": "no",
+        "report_to": [],
+        "use_cpu": _use_cpu(profile),
+        "bf16": False,
+        "fp16": False,
+        "seed": profile.seed,
+        "disable_tqdm": True,
+        # trl turns checkpointing on by default; a 135M model fits easily and recomputing
+        # activations costs ~30% more CPU time.
+        "gradient_checkpointing": False,
+    }
+
+
+def train_and_save(trainer: Any, backbone: Backbone, output_dir: Path) -> tuple[Any, float, Path]:
+    """Train, then save the adapter and the tokenizer; returns (train output, seconds, folder)."""
+    started = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - started
+    adapter_dir = output_dir / "adapter"
+    trainer.model.save_pretrained(str(adapter_dir))
+    # The tokenizer (with the markers) documents the vocabulary; inference rebuilds it from the
+    # base (an offline VLM processor without video processor cannot be saved whole).
+    backbone.tokenizer.save_pretrained(str(adapter_dir))
+    return output, seconds, adapter_dir
+
+
 def log_to_mlflow(
     experiment: str,
     run_name: str,
@@ -76,9 +106,8 @@ def train_sft(
     )
     columns = ["prompt", "completion"] + (["images"] if backbone.is_vlm else [])
     dataset = Dataset.from_list([{k: r[k] for k in columns} for r in records])
-    use_cpu = _use_cpu(profile)
     config = SFTConfig(
-        output_dir=str(output_dir / "trainer"),
+        **common_trainer_args(profile, output_dir),
         learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
@@ -87,18 +116,8 @@ def train_sft(
         gradient_accumulation_steps=settings.grad_accum,
         max_length=settings.max_length,
         logging_steps=settings.logging_steps,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=use_cpu,
-        bf16=False,
-        fp16=False,
-        seed=profile.seed,
         dataloader_num_workers=0,
         completion_only_loss=None if backbone.is_vlm else True,
-        disable_tqdm=True,
-        # trl turns checkpointing on by default; a 135M model fits easily and recomputing
-        # activations costs ~30% more CPU time.
-        gradient_checkpointing=False,
     )
     trainer = SFTTrainer(
         model=backbone.model,
@@ -107,14 +126,7 @@ def train_sft(
         processing_class=backbone.processor,
         peft_config=lora_config(backbone, profile.lora),
     )
-    started = time.perf_counter()
-    output = trainer.train()
-    seconds = time.perf_counter() - started
-    adapter_dir = output_dir / "adapter"
-    trainer.model.save_pretrained(str(adapter_dir))
-    # The tokenizer (with the markers) documents the vocabulary; inference rebuilds it from the
-    # base (an offline VLM processor without video processor cannot be saved whole).
-    backbone.tokenizer.save_pretrained(str(adapter_dir))
+    output, seconds, adapter_dir = train_and_save(trainer, backbone, output_dir)
     write_adapter_meta(
         adapter_dir,
         {
