@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ffr_lib.data.model import Dialogue
-from ffr_lib.segment.evaluate import compare_segmenters
+from ffr_lib.segment.evaluate import compare_segmenters, evaluate_segmentation
 from ffr_lib.segment.fragments import Fragment
 from ffr_lib.segment.texttiling import TextTilingConfig, TextTilingSegmenter
 from ffr_lib.segment.windows import FixedWindowSegmenter, WindowConfig
@@ -102,10 +102,18 @@ def cut_batch(url: str | None, batch: str, config: FragmentStageConfig) -> dict:
     scored = [d for d in dialogues if "topic_boundaries" in d.metadata][: config.evaluate_on]
     segmentation = {}
     if scored:
-        segmentation = compare_segmenters(
-            scored,
-            {config.segmenter: make_segmenter(config), "fixed_windows": FixedWindowSegmenter()},
-        )
+        # Score the cut already made (boundaries = fragment starts) instead of embedding the
+        # dialogues a second time; only the cheap fixed-window baseline is computed anew.
+        starts: dict[str, list[int]] = {}
+        for fragment in fragments:
+            if fragment.start > 0:
+                starts.setdefault(fragment.dialogue_id, []).append(fragment.start)
+        segmentation = {
+            config.segmenter: evaluate_segmentation(
+                scored, [sorted(starts.get(d.id, [])) for d in scored]
+            ),
+            **compare_segmenters(scored, {"fixed_windows": FixedWindowSegmenter()}),
+        }
     if segmentation:
         segmentation_path(batch).write_text(json.dumps(segmentation, indent=2), encoding="utf-8")
     sizes = [len(f.utterance_ids) for f in fragments]
