@@ -14,6 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# The longest utterance text accepted (characters). Chat apps cap a message at 4k-65k characters;
+# a longer "utterance" is a pasted document or an attack. Readers refuse it with an InputError
+# naming file, dialogue and field (docs/operations.md, "Limits").
+MAX_UTTERANCE_CHARS = 100_000
+
 
 class QueryType(StrEnum):
     """The four query types of the MLDR training data."""

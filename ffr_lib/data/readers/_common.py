@@ -14,14 +14,16 @@ from pydantic import ValidationError
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
+from ffr_lib.data.model import MAX_UTTERANCE_CHARS
 
 # Bytes that are not UTF-8 survive decoding as lone surrogates (errors="surrogateescape"); JSON
 # "\udXXX" escapes produce them too. Neither can be stored or encoded, so both are bad text.
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# NUL ("\u0000") decodes fine but PostgreSQL text and jsonb cannot hold it: bad text too.
+_SURROGATE = re.compile("[\ud800-\udfff\x00]")
 _MESSAGE_FIELD = re.compile(
     r"\b(?:utterances|images)\[\d+\]\.\w+|\bgold_(?:utterance|image)_ids\b|\bimages\b"
 )
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 def _reject_constant(name: str) -> float:
@@ -58,6 +60,21 @@ def find_bad_text(value: Any, path: tuple[Any, ...] = ()) -> tuple[Any, ...] | N
     return None
 
 
+def _bad_text_reason(data: Any, path: tuple[Any, ...], bad_utf8: bool) -> str:
+    """Why the string at ``path`` (found by :func:`find_bad_text`) is bad."""
+    value = data
+    try:
+        for part in path:
+            value = value[part]
+    except (KeyError, IndexError, TypeError):
+        value = path[-1] if path else ""  # the bad string is a key
+    if isinstance(value, str) and "\x00" in value:
+        return "text holds a NUL character (\\u0000), which PostgreSQL text cannot store"
+    if bad_utf8:
+        return "text is not valid UTF-8"
+    return "text holds an unpaired surrogate escape"
+
+
 def _loads(text: str) -> Any:
     return json.loads(text, parse_constant=_reject_constant)
 
@@ -88,14 +105,12 @@ def load_json(path: Path) -> Any:
     except RecursionError as exc:
         raise InputError("malformed JSON: nested too deeply", file=path) from exc
     # Walking every string is slow on big files: only do it when the bytes were not UTF-8 or the
-    # text holds a surrogate escape that json could have turned into a lone surrogate.
+    # text holds an escape that json could have turned into a lone surrogate or a NUL.
     bad = find_bad_text(data) if bad_utf8 is not None or _SURROGATE_ESCAPE.search(text) else None
     if bad is not None:
-        reason = (
-            f"text is not valid UTF-8 (byte offset {bad_utf8.start})"
-            if bad_utf8 is not None
-            else "text holds an unpaired surrogate escape"
-        )
+        reason = _bad_text_reason(data, bad, bad_utf8 is not None)
+        if bad_utf8 is not None and reason.endswith("UTF-8"):
+            reason += f" (byte offset {bad_utf8.start})"
         if isinstance(data, list) and bad:
             raise InputError(reason, file=path, record=bad[0], field=field_path(bad[1:]) or None)
         raise InputError(reason, file=path, field=field_path(bad) or None)
@@ -134,11 +149,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 ) from exc
             bad = find_bad_text(obj) if bad_utf8 or _SURROGATE_ESCAPE.search(text) else None
             if bad is not None:
-                reason = (
-                    "text is not valid UTF-8"
-                    if bad_utf8
-                    else "text holds an unpaired surrogate escape"
-                )
+                reason = _bad_text_reason(obj, bad, bad_utf8)
                 raise InputError(reason, file=path, record=line_no, field=field_path(bad) or None)
             yield line_no, obj
 
@@ -258,6 +269,15 @@ def check_dataset(dataset: Dataset, *, file: str | Path) -> None:
             raise InputError(
                 "dialogue has no utterances", file=file, record=dialogue.id, field="utterances"
             )
+        for utterance in dialogue.utterances:
+            if len(utterance.text) > MAX_UTTERANCE_CHARS:
+                raise InputError(
+                    f"utterance text is {len(utterance.text):,} characters, more than the limit "
+                    f"{MAX_UTTERANCE_CHARS:,}",
+                    file=file,
+                    record=dialogue.id,
+                    field=f"utterances[{utterance.index}].text",
+                )
     by_id = dataset.dialogue_by_id()
     query_ids: set[str] = set()
     for query in dataset.queries:
