@@ -45,7 +45,7 @@ def search(
             hybrid=hybrid,
             url=database_url(),
         )
-    except (LookupError, psycopg.Error, EmbeddedError) as exc:
+    except (LookupError, ValueError, psycopg.Error, EmbeddedError) as exc:
         console.print(f"[red]search failed:[/red] {str(exc).strip()}")
         raise typer.Exit(code=1) from exc
     if not hits:

@@ -16,6 +16,7 @@ from ffr_lib.db.embedded import (
     free_port,
 )
 from ffr_lib.db.engine import (
+    DatabaseUnavailable,
     connect,
     database_url,
     dispose_engines,
@@ -26,6 +27,7 @@ from ffr_lib.db.engine import (
     redact_url,
     register_vector_types,
     sqlalchemy_url,
+    with_retry,
 )
 from ffr_lib.db.migrate import MigrationError, migrate
 
@@ -34,6 +36,7 @@ __all__ = [
     "DEFAULT_PORT",
     "EmbeddedConfig",
     "EmbeddedError",
+    "DatabaseUnavailable",
     "EmbeddedServer",
     "MigrationError",
     "connect",
@@ -48,4 +51,5 @@ __all__ = [
     "redact_url",
     "register_vector_types",
     "sqlalchemy_url",
+    "with_retry",
 ]

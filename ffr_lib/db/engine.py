@@ -5,9 +5,12 @@ unset, the embedded server (started on demand and left running for the next comm
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.types import TypeInfo
@@ -21,6 +24,46 @@ _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 _SCHEME = re.compile(r"^(postgres|postgresql)(\+[a-z0-9_]+)?://", re.IGNORECASE)
 _PASSWORD = re.compile(r"^([a-z0-9+]+://[^:/@]*:)([^@]*)(@)", re.IGNORECASE)
+# A password given as a query parameter (?password=...) instead of in the authority part.
+_PASSWORD_PARAM = re.compile(r"([?&]password=)([^&#]*)", re.IGNORECASE)
+
+T = TypeVar("T")
+
+# Seconds a client waits for the TCP connection and authentication (libpq connect_timeout):
+# without it, connecting to a host that drops packets waits for the kernel's TCP timeout.
+DEFAULT_CONNECT_TIMEOUT_S = 10
+# Seconds read-only callers (search) keep retrying while the server is unreachable or
+# restarting before they give up with DatabaseUnavailable.
+DEFAULT_RETRY_S = 15.0
+# A backend notices within this many ms that its client died (SIGKILL, lost network) and aborts
+# the statement, so a killed indexer does not keep building an index and holding its locks.
+CLIENT_CHECK_INTERVAL_MS = 2000
+
+
+class DatabaseUnavailable(psycopg.OperationalError):
+    """The database could not be reached (down, restarting, refusing connections) within the
+    retry window. The message names the URL with its password redacted."""
+
+
+def connect_timeout_s() -> int:
+    """``FFR_DB_CONNECT_TIMEOUT`` (seconds, default 10)."""
+    return int(os.environ.get("FFR_DB_CONNECT_TIMEOUT") or DEFAULT_CONNECT_TIMEOUT_S)
+
+
+def retry_window_s() -> float:
+    """``FFR_DB_RETRY_SECONDS`` (default 15; 0 = no retry)."""
+    return float(os.environ.get("FFR_DB_RETRY_SECONDS") or DEFAULT_RETRY_S)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that mean "the server is not there right now" (connection refused or
+    lost, shutting down, starting up), after which a read-only statement can simply be retried.
+    Class 08 (connection exception) and 57P (operator intervention: admin/crash shutdown, cannot
+    connect now); a connection failure has no SQLSTATE at all."""
+    if not isinstance(exc, psycopg.OperationalError) or isinstance(exc, DatabaseUnavailable):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith(("08", "57P"))
 
 
 def embedded_server(pgdata: str | None = None) -> EmbeddedServer:
@@ -52,7 +95,7 @@ def is_embedded() -> bool:
 
 def redact_url(url: str) -> str:
     """The URL with its password replaced by ``***`` (safe for logs and terminals)."""
-    return _PASSWORD.sub(r"\1***\3", url)
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD.sub(r"\1***\3", url))
 
 
 def libpq_url(url: str) -> str:
@@ -85,6 +128,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     register_vector_types(conn)
     # Utterance timestamps come back in UTC whatever the server's default time zone is.
     conn.execute("SET TIME ZONE 'UTC'")
+    conn.execute(f"SET client_connection_check_interval = {int(CLIENT_CHECK_INTERVAL_MS)}")
     if was_idle and not conn.autocommit:
         conn.commit()  # do not leave the caller inside our implicit transaction
 
@@ -93,8 +137,13 @@ def connect(
     url: str | None = None, *, autocommit: bool = False, **kwargs: Any
 ) -> psycopg.Connection:
     """A psycopg 3 connection with the pgvector types registered and the session time zone UTC.
-    ``url`` defaults to :func:`database_url` (starting the embedded server if needed)."""
-    conn = psycopg.connect(libpq_url(url or database_url()), autocommit=autocommit, **kwargs)
+    ``url`` defaults to :func:`database_url` (starting the embedded server if needed).
+    Connecting gives up after ``FFR_DB_CONNECT_TIMEOUT`` seconds (default 10) unless the URL or
+    ``kwargs`` set ``connect_timeout``."""
+    target = libpq_url(url or database_url())
+    if "connect_timeout" not in target:
+        kwargs.setdefault("connect_timeout", connect_timeout_s())
+    conn = psycopg.connect(target, autocommit=autocommit, **kwargs)
     try:
         _configure(conn)
     except Exception:
@@ -111,7 +160,12 @@ def get_engine(url: str | None = None) -> Engine:
     with _ENGINES_LOCK:
         engine = _ENGINES.get(target)
         if engine is None:
-            engine = create_engine(target, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            connect_args = (
+                {} if "connect_timeout" in target else {"connect_timeout": connect_timeout_s()}
+            )
+            engine = create_engine(
+                target, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args
+            )
             event.listen(engine, "connect", _on_connect)
             _ENGINES[target] = engine
         return engine
@@ -127,3 +181,31 @@ def dispose_engines() -> None:
         for engine in _ENGINES.values():
             engine.dispose()
         _ENGINES.clear()
+
+
+def with_retry(work: Callable[[], T], *, url: str | None = None, retry_s: float | None = None) -> T:
+    """Run ``work`` (a read-only, repeatable database call that opens its own connection),
+    retrying with backoff while the server is unreachable or restarting (:func:`is_transient`),
+    for at most ``retry_s`` seconds (default ``FFR_DB_RETRY_SECONDS``, 15). Then raise
+    :class:`DatabaseUnavailable` saying where and why, with the password redacted. Other errors
+    propagate at once. Never use it around writes that are not idempotent."""
+    window = retry_window_s() if retry_s is None else retry_s
+    deadline = time.monotonic() + window
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return work()
+        except psycopg.OperationalError as exc:
+            if not is_transient(exc):
+                raise
+            if time.monotonic() >= deadline:
+                where = redact_url(url) if url else "the database"
+                reason = " ".join(str(exc).split())
+                raise DatabaseUnavailable(
+                    f"database unavailable at {where} after {attempt} attempt(s) in "
+                    f"{window:.0f} s: {reason}"
+                ) from exc
+            delay = min(0.1 * 2 ** (attempt - 1), 1.0, max(0.0, deadline - time.monotonic()))
+            log.info("database not reachable (%s); retrying in %.1f s", type(exc).__name__, delay)
+            time.sleep(delay)

@@ -15,7 +15,7 @@ import numpy as np
 import psycopg
 from pydantic import BaseModel
 
-from ffr_lib.db.engine import connect
+from ffr_lib.db.engine import connect, with_retry
 
 _COLUMNS = "fragment_id, dialogue_id, utterance_ids, image_ids, text, score, embedding_model"
 
@@ -54,6 +54,8 @@ def search_by_vector(
 ) -> list[Hit]:
     """``ffr.search_fragments``: the k fragments nearest to ``embedding`` in the serving version
     that pass the filters."""
+    _check_text("speaker", speaker)
+    _check_text("dialogue_ids", list(dialogue_ids or []))
     params = (
         _vector(embedding),
         k,
@@ -77,8 +79,11 @@ def hybrid_by_vector(
     url: str | None = None,
     conn: psycopg.Connection | None = None,
 ) -> list[Hit]:
-    """``ffr.hybrid_search``: reciprocal-rank fusion of full-text and vector search."""
+    """``ffr.hybrid_search``: reciprocal-rank fusion of full-text and vector search. NUL
+    characters in ``query_text`` (which PostgreSQL text cannot hold) are read as spaces; every
+    other character, SQL metacharacters included, is searched as typed (a bound parameter)."""
     vector = None if embedding is None else _vector(embedding)
+    query_text = query_text.replace("\x00", " ") if query_text else query_text
     query = f"SELECT {_COLUMNS} FROM ffr.hybrid_search(%s::vector, %s, %s)"
     return _run(query, (vector, query_text, k), url, conn)
 
@@ -91,15 +96,30 @@ def similar_fragments(
     conn: psycopg.Connection | None = None,
 ) -> list[Hit]:
     """``ffr.similar_fragments``: the k fragments nearest to a stored one (itself excluded)."""
+    _check_text("fragment_id", fragment_id)
     query = f"SELECT {_COLUMNS} FROM ffr.similar_fragments(%s, %s)"
     return _run(query, (fragment_id, k), url, conn)
 
 
+def _check_text(name: str, value: Any) -> None:
+    """PostgreSQL text cannot hold NUL: say so clearly instead of a driver error."""
+    values = value if isinstance(value, list | tuple) else [value]
+    if any(isinstance(v, str) and "\x00" in v for v in values):
+        raise ValueError(f"{name} contains a NUL character (\\x00), which text cannot hold")
+
+
 def _run(query: str, params: tuple, url: str | None, conn: psycopg.Connection | None) -> list[Hit]:
+    """Run one search statement. Without ``conn`` it opens its own connection and, since a
+    search is read-only, retries while the server is unreachable or restarting
+    (``FFR_DB_RETRY_SECONDS``, default 15 s) before raising ``DatabaseUnavailable``."""
     if conn is not None:
         return _hits(conn.execute(query, params).fetchall())
-    with connect(url) as db:
-        return _hits(db.execute(query, params).fetchall())
+
+    def once() -> list[Hit]:
+        with connect(url) as db:
+            return _hits(db.execute(query, params).fetchall())
+
+    return with_retry(once, url=url)
 
 
 def serving_encoder(url: str | None = None) -> Any:
@@ -148,8 +168,10 @@ def search(
 ) -> list[Hit]:
     """Embed ``text`` with the serving FEM (or ``encoder``) and search. If serving flips between
     embedding and searching (results name another version), embed again with the new one once."""
+    _check_text("speaker", speaker)
+    _check_text("dialogue_ids", list(dialogue_ids or []))
     for _attempt in range(2):
-        enc = encoder or serving_encoder(url)
+        enc = encoder or with_retry(lambda: serving_encoder(url), url=url)
         vector = embed_query(enc, text)
         if hybrid:
             if dialogue_ids or speaker or since or until:

@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 
 # Serialises index writers (two materialisations of overlapping batches); readers never wait.
 INDEX_LOCK_KEY = 0x0FF2_0004
+# Longest fragment text the index takes (UTF-8 bytes). The full-text vector generated from it
+# (ffr.fragments.tsv) is limited to 1 MB by PostgreSQL and can reach ~2x the text's size for
+# text made of unique short words; 400 kB keeps every fragment under that limit. Readers cap an
+# utterance at 100,000 characters (ffr_lib.data.model.MAX_UTTERANCE_CHARS).
+MAX_FRAGMENT_TEXT_BYTES = 400_000
 
 
 class IndexConfig(BaseModel):
@@ -255,12 +260,20 @@ def _embed(embedder: Any, rows: Sequence[FragmentRow], batch_size: int) -> np.nd
 
 
 def _check_rows(rows: Sequence[FragmentRow]) -> list[FragmentRow]:
-    """Drop exact duplicates; refuse two different contents under one fragment id."""
+    """Drop exact duplicates; refuse two different contents under one fragment id, and a
+    fragment text over :data:`MAX_FRAGMENT_TEXT_BYTES` (before anything is written)."""
     by_hash: dict[str, FragmentRow] = {}
     ids: dict[str, str] = {}
     for row in rows:
         if ids.setdefault(row.id, row.content_hash) != row.content_hash:
             raise ValueError(f"fragment id {row.id} appears twice with different content")
+        size = len(row.text.encode("utf-8", errors="surrogatepass"))
+        if size > MAX_FRAGMENT_TEXT_BYTES:
+            raise ValueError(
+                f"fragment {row.id} of dialogue {row.dialogue_id} has {size:,} bytes of text, "
+                f"more than the index limit {MAX_FRAGMENT_TEXT_BYTES:,} (its full-text vector "
+                "would exceed PostgreSQL's 1 MB): cut the dialogue into smaller fragments"
+            )
         by_hash.setdefault(row.content_hash, row)
     return list(by_hash.values())
 
@@ -441,18 +454,31 @@ def ensure_hnsw(
     url: str | None = None,
     conn: psycopg.Connection | None = None,
 ) -> bool:
-    """Build the version's HNSW index if it does not exist; True if built now."""
+    """Build the version's HNSW index if it does not exist; True if built now.
+
+    Two writers may get here at once (two runs of the same batch): the build runs under a
+    per-version advisory lock and checks again for the index once it holds the lock, so the
+    second waits for the first and then finds the index, instead of failing on the catalog's
+    unique name (``CREATE INDEX IF NOT EXISTS`` alone does not see an uncommitted build)."""
     with _conn(url, conn) as db:
         version = get_version(embedding_model, conn=db)
         if version is None:
             raise ValueError(f"unknown FEM version {embedding_model}")
-        exists = db.execute("SELECT to_regclass(%s)", (f"ffr.{version['index_name']}",)).fetchone()[
-            0
-        ]
-        if exists is not None:
+        # Read pg_class itself, not to_regclass: the name lookup goes through the backend's
+        # catalog cache, which can still hold "no such index" after another session built it.
+        exists_sql = (
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = 'ffr' AND c.relname = %s)"
+        )
+        if db.execute(exists_sql, (version["index_name"],)).fetchone()[0]:
             db.commit()
             return False
         with db.transaction():
+            db.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (INDEX_LOCK_KEY, embedding_model)
+            )
+            if db.execute(exists_sql, (version["index_name"],)).fetchone()[0]:
+                return False
             db.execute(
                 sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
                     sql.Literal(maintenance_work_mem)
