@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlparse
 
 from dagster import DagsterInstance, materialize
+from dagster._serdes import serialize_value
 
 from ffr_assets.assets.fragments import fragments
 from ffr_assets.assets.mldr import mldr_splits
@@ -36,6 +38,9 @@ def test_data_assets_materialize_idempotently(db_url: str, ffr_home: Path) -> No
     assert result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"no_leakage": True, "gold_in_range": True, "query_mix": True}
+    # The database password appears nowhere in the run's events (logs, metadata, outputs).
+    password = urlparse(db_url).password
+    assert password and password not in serialize_value(instance.all_logs(result.run_id))
     table = result.asset_materializations_for_node("mldr_splits")[0].metadata["family_difficulty"]
     assert "| question |" in table.value and "word-overlap window F1" in table.value
     counts = count_rows(db_url)

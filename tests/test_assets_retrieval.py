@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 from dagster import DagsterInstance, build_sensor_context, materialize
+from dagster._serdes import serialize_value
 
 from ffr_assets.definitions import defs
 from ffr_lib.data.canonical import write_canonical
@@ -109,3 +111,7 @@ def test_index_batches_and_inbox_file_becomes_searchable(
     assert new["stats"]["fragments"] < first["stats"]["fragments"]
     hits = search("pet tortoise Archibald", k=3, url=db_url)
     assert hits and hits[0].dialogue_id == dataset.dialogues[0].id
+    # The database password appears nowhere in the index runs' events (logs, metadata, checks).
+    password = urlparse(db_url).password
+    for finished in (indexed, run):
+        assert password and password not in serialize_value(instance.all_logs(finished.run_id))

@@ -3,7 +3,10 @@ that every serving function pins its search_path."""
 
 from __future__ import annotations
 
+import uuid
 import zlib
+from collections.abc import Iterator
+from urllib.parse import urlparse
 
 import numpy as np
 import psycopg
@@ -124,7 +127,94 @@ def test_serving_functions_pin_search_path(reader_db: str) -> None:
         "fragment_search_sql",
     } <= names
     for name, config, secdef in rows:
-        assert any(c.startswith("search_path=") for c in config or []), name
+        paths = [c for c in config or [] if c.startswith("search_path=")]
+        assert paths, name
+        # pg_temp named last: a temp table or function cannot shadow the real ones.
+        assert paths[0].replace(" ", "").endswith(",pg_temp"), (name, paths[0])
         assert not secdef, f"{name} must run with the caller's rights"
     search_config = next(c for n, c, _s in rows if n == "search_fragments")
     assert "hnsw.iterative_scan=relaxed_order" in search_config
+
+
+@pytest.fixture
+def analyst_url(reader_db: str) -> Iterator[str]:
+    """A real LOGIN role that is a member of ffr_reader, as docs/sql.md tells people to make."""
+    name, password = f"analyst_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with connect(reader_db, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE ffr_reader")
+    url = urlparse(reader_db)
+    yield url._replace(netloc=f"{name}:{password}@{url.hostname}:{url.port}").geturl()
+    with connect(reader_db, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,)
+        )
+        admin.execute(f"DROP ROLE {name}")
+
+
+ANALYST_FORBIDDEN = [
+    "INSERT INTO ffr.dialogues (id, source, content_hash) VALUES ('x', 's', 'h')",
+    "UPDATE ffr.fragments SET text = 'hacked'",
+    "DELETE FROM ffr.utterances",
+    "TRUNCATE ffr.images",
+    "COPY ffr.fragments (id) FROM STDIN",
+    "CREATE SCHEMA evil",
+    "CREATE TABLE ffr.evil (x int)",
+    "CREATE TABLE public.evil (x int)",
+    "CREATE FUNCTION public.evil() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
+    "CREATE VIEW ffr.evil AS SELECT 1",
+    "CREATE EXTENSION IF NOT EXISTS hstore",
+    "CREATE ROLE evil",
+    "ALTER ROLE CURRENT_USER SUPERUSER",
+    "ALTER TABLE ffr.fragments DISABLE TRIGGER ALL",
+    "ALTER FUNCTION ffr.serving_model() SECURITY DEFINER",
+    "ALTER SCHEMA ffr RENAME TO evil",
+    "ALTER SYSTEM SET fsync = off",
+    "COMMENT ON TABLE ffr.fragments IS 'evil'",
+    "LOCK TABLE ffr.fragments IN ACCESS EXCLUSIVE MODE",
+    "REINDEX TABLE ffr.fragments",
+    "DROP INDEX ffr.fragments_tsv_idx",
+    "SET ROLE postgres",
+    "SELECT pg_read_file('/etc/passwd')",
+    "COPY (SELECT 1) TO '/tmp/ffr-evil'",
+    "SELECT lo_import('/etc/passwd')",
+    "SELECT * FROM ffr.schema_migrations",
+    "SELECT * FROM ffr.queries",
+    "DO $$ BEGIN EXECUTE 'DELETE FROM ffr.fragments'; END $$",
+]
+
+
+def test_login_role_in_ffr_reader_cannot_write_create_or_alter(
+    reader_db: str, analyst_url: str
+) -> None:
+    with connect(reader_db) as admin:
+        before = admin.execute(
+            "SELECT count(*), md5(string_agg(id || text, ',' ORDER BY id)) FROM ffr.fragments"
+        ).fetchone()
+    vector = Emb().encode(["lake"])[0]
+    with connect(analyst_url, autocommit=True) as conn:
+        role = (
+            "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user"
+        )
+        assert conn.execute(role).fetchone() == (False, False, False)
+        assert len(conn.execute("SELECT * FROM ffr.search_fragments(%s, 3)", (vector,)).fetchall())
+        assert len(conn.execute("SELECT * FROM ffr.hybrid_search(NULL, 'lake', 3)").fetchall())
+    failures = []
+    for statement in ANALYST_FORBIDDEN:
+        with connect(analyst_url, autocommit=True) as conn:
+            try:
+                if statement.startswith("LOCK"):  # only inside a transaction block
+                    with conn.transaction():
+                        conn.execute(statement)
+                else:
+                    conn.execute(statement)
+                failures.append(statement)
+            except psycopg.errors.InsufficientPrivilege:
+                pass
+    assert not failures, f"allowed for a reader: {failures}"
+    with connect(reader_db) as admin:
+        after = admin.execute(
+            "SELECT count(*), md5(string_agg(id || text, ',' ORDER BY id)) FROM ffr.fragments"
+        ).fetchone()
+        assert admin.execute("SELECT to_regclass('ffr.fragments_tsv_idx')").fetchone()[0]
+        assert admin.execute("SELECT to_regnamespace('evil')").fetchone()[0] is None
+    assert after == before

@@ -336,6 +336,7 @@ class EmbeddedServer:
 
     def _ensure_database(self, port: int) -> None:
         import psycopg
+        import psycopg.sql
 
         with psycopg.connect(self.url("postgres", port=port), autocommit=True) as conn:
             exists = conn.execute(
@@ -343,7 +344,11 @@ class EmbeddedServer:
             ).fetchone()
             if not exists:
                 with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # concurrent creator
-                    conn.execute(f'CREATE DATABASE "{self.config.database}"')
+                    conn.execute(
+                        psycopg.sql.SQL("CREATE DATABASE {}").format(
+                            psycopg.sql.Identifier(self.config.database)
+                        )
+                    )
 
 
 def _pid_is_postgres(pid: int) -> bool:
