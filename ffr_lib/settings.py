@@ -8,6 +8,8 @@
 | FFR_PGDATA | `$FFR_HOME/pgdata` | data folder of the embedded server |
 | FFR_PHOTOCHAT_DIR | `../shared/data/photochat` | PhotoChat files (read in place, never copied) |
 | FFR_MODELS_DIR | `$FFR_HOME/models` | cache of converted offline weights (SmolLM2 safetensors, e5) |
+| FFR_DB_CONNECT_TIMEOUT | `10` | seconds to wait for a database connection (libpq connect_timeout) |
+| FFR_DB_RETRY_SECONDS | `15` | how long searches retry while the database is unreachable or restarting |
 | FFR_INBOX_DIR | `$FFR_HOME/inbox` | folder the inbox sensor watches for new dialogue files |
 | FFR_INBOX_SETTLE_SECONDS | `5` | a file must be unchanged this long before the sensor takes it |
 | FFR_REPORTS_DIR | `reports/` | where evaluation reports are written (`<run>/` and `latest/`) |
