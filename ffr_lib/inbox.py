@@ -103,6 +103,11 @@ def accept(path: Path, folder: Path | None = None) -> Accepted:
         fmt = format_of(path)
         batch = batch_key(path)
         dataset = read_tagged(path, fmt, batch)
+    except OSError as exc:  # gone or unreadable since it was listed: not this tick's problem
+        error = InputError(f"cannot read file: {exc.strerror or exc}", file=path)
+        if path.exists():
+            reject(path, str(error), folder)
+        raise error from exc
     except InputError as exc:
         reject(path, str(exc), folder)
         raise

@@ -27,7 +27,7 @@ from ffr_lib.data.errors import InputError
 from ffr_lib.data.model import MAX_UTTERANCE_CHARS, Dialogue, Utterance
 from ffr_lib.data.readers import read_dataset
 from ffr_lib.fem.fragment_text import FragmentRow, fragment_rows
-from ffr_lib.inbox import ingest_batch
+from ffr_lib.inbox import accept, ingest_batch
 from ffr_lib.index import (
     check_coverage,
     check_no_duplicates,
@@ -184,6 +184,14 @@ def test_inbox_sensor_sets_every_bad_file_aside_and_keeps_going(
     assert not [p for p in inbox.iterdir() if p.is_file()]  # nothing left behind
     for key in keys:
         assert ingest_batch(db_url, key)["dialogues_inserted"] == 3
+
+
+def test_inbox_file_that_vanished_after_listing_is_an_input_error(tmp_path: Path) -> None:
+    """A file deleted between the sensor's listing and its read (someone took it back) is an
+    InputError like any bad file, so the sensor goes on with the others instead of failing."""
+    with pytest.raises(InputError, match="cannot read file") as caught:
+        accept(tmp_path / "gone.jsonl", tmp_path)
+    assert caught.value.file == str(tmp_path / "gone.jsonl")
 
 
 NASTY_QUERIES = [
