@@ -226,3 +226,13 @@ def test_secrets_never_reach_output_logs_errors_or_reprs(
     seen.append(caplog.text)
     leaks = [s for s in seen if password in s]
     assert not leaks, leaks[0][:500]
+
+
+def test_dagster_resources_take_the_database_url_from_the_environment() -> None:
+    """The shipped definitions hold no URL in resource config (the Dagster UI shows resource
+    config): DatabaseResource.url stays empty, so FFR_DATABASE_URL (or the embedded server's
+    password file) is the only source of the secret."""
+    from ffr_assets.definitions import defs
+
+    database = defs.resources["database"]
+    assert database.url is None
