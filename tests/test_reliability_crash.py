@@ -290,3 +290,17 @@ def test_search_clients_survive_a_postgres_restart(
     assert isinstance(caught.value, psycopg.OperationalError)  # callers catching psycopg errors
     own_server.start()
     assert len(search("lake", 5, encoder=embedder, url=url)) == 5
+
+
+def test_every_connection_checks_for_a_dead_client(db_url: str) -> None:
+    """What lets the server stop a killed indexer's statement (and free its locks) early."""
+    from sqlalchemy import text
+
+    from ffr_lib.db import get_engine
+
+    with connect(db_url) as db:
+        # connect() leaves no transaction open behind its session settings
+        assert db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert db.execute("SHOW client_connection_check_interval").fetchone()[0] == "2s"
+    with get_engine(db_url).connect() as conn:
+        assert conn.execute(text("SHOW client_connection_check_interval")).scalar() == "2s"

@@ -128,7 +128,13 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     register_vector_types(conn)
     # Utterance timestamps come back in UTC whatever the server's default time zone is.
     conn.execute("SET TIME ZONE 'UTC'")
-    conn.execute(f"SET client_connection_check_interval = {int(CLIENT_CHECK_INTERVAL_MS)}")
+    try:
+        # A savepoint when a transaction is open: a server that cannot check (its platform
+        # lacks the kernel support) refuses the setting, and the connection must stay usable.
+        with conn.transaction():
+            conn.execute(f"SET client_connection_check_interval = {int(CLIENT_CHECK_INTERVAL_MS)}")
+    except psycopg.Error as exc:
+        log.debug("client_connection_check_interval not available: %s", exc)
     if was_idle and not conn.autocommit:
         conn.commit()  # do not leave the caller inside our implicit transaction
 
