@@ -162,6 +162,9 @@ class FixedVectors:
         self._lookup = dict(zip(texts, vectors, strict=True))
         self._encoder = encoder
         self.resolved = getattr(encoder, "resolved", None)
+        spec = getattr(encoder, "spec", None)
+        if isinstance(spec, str):
+            self.spec = spec
 
     @property
     def prompts(self) -> dict[str, str]:
