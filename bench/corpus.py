@@ -133,13 +133,14 @@ def embed_texts(
     *,
     cache_dir: Path | None = None,
     batch_size: int = 64,
+    cache_read: bool = True,
 ) -> tuple[np.ndarray, bool]:
-    """``encoder.encode(texts)``, read from / written to ``cache_dir`` when given. Returns
-    (vectors, whether they came from the cache)."""
+    """``encoder.encode(texts)``, read from (when ``cache_read``) / written to ``cache_dir`` when
+    given. Returns (vectors, whether they came from the cache)."""
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"{_cache_key(str(encoder.model_version), texts)}.npy"
-        if path.is_file():
+        if cache_read and path.is_file():
             return np.load(path), True
     vectors = np.asarray(encoder.encode(list(texts), batch_size=batch_size), dtype=np.float32)
     if path is not None:
@@ -257,6 +258,7 @@ def build_index(
     n_queries: int = 200,
     embed_limit: int | None = None,
     cache_dir: Path | None = None,
+    cache_read: bool = True,
     version_suffix: str = "",
     corpus: Corpus | None = None,
 ) -> BuiltIndex:
@@ -265,7 +267,8 @@ def build_index(
 
     ``encoder``: an encoder name (``TextEncoder.get``) or object. ``embed_limit``: embed only that
     many fragments, derive the others' vectors (see the module doc). ``cache_dir``: reuse
-    vectors of an identical earlier build. ``version_suffix`` names a separate FEM version (e.g.
+    vectors of an identical earlier build (``cache_read=False``: embed and only write them, to
+    time the embedding). ``version_suffix`` names a separate FEM version (e.g.
     to index the same vectors with another IndexConfig in the same database)."""
     from ffr_lib.fem.encoder import TextEncoder
     from ffr_lib.index import IndexConfig, index_rows
@@ -283,7 +286,11 @@ def build_index(
     n_embed = len(texts) if embed_limit is None else min(embed_limit, len(texts))
     t0 = time.perf_counter()
     head, from_cache = embed_texts(
-        enc, texts[:n_embed], cache_dir=cache_dir, batch_size=config.embed_batch_size
+        enc,
+        texts[:n_embed],
+        cache_dir=cache_dir,
+        batch_size=config.embed_batch_size,
+        cache_read=cache_read,
     )
     seconds_embed = time.perf_counter() - t0
     tail = derived_vectors(head, len(texts) - n_embed) if n_embed < len(texts) else head[:0]

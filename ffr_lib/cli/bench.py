@@ -41,6 +41,9 @@ def bench(
     embed_limit: int | None = typer.Option(
         None, "--embed-limit", help="fragments embedded per build; the rest get derived vectors"
     ),
+    encoder_sample: int | None = typer.Option(
+        None, "--encoder-sample", help="fragments embedded per encoder variant (default 1000)"
+    ),
     ffrs_queries: int | None = typer.Option(None, "--ffrs-queries", help="queries per K"),
     training_steps: int | None = typer.Option(None, "--training-steps", help="SFT/GRPO steps"),
     no_tune: bool = typer.Option(False, "--no-tune", help="skip the HNSW settings rebuilds"),
@@ -63,6 +66,7 @@ def bench(
         "index_sizes": _ints(sizes),
         "large_sizes": _ints(large_sizes),
         "embed_limit": embed_limit,
+        "encoder_sample": encoder_sample,
         "ffrs_queries": ffrs_queries,
         "training_steps": training_steps,
         "out_dir": out,

@@ -6,7 +6,7 @@ folder or a hub id all work the same way.
 
 Speed knobs (bench/BENCHMARKS: embedding is ~98% of indexing time on 2 cores):
 - ``quantize="int8"`` (or the name suffix ``#int8``, e.g. ``minilm#int8``): dynamic int8
-  quantization of the Linear layers (torch, CPU). About 2x faster; the vectors differ slightly
+  quantization of the Linear layers (torch, CPU, per-channel weight scales). About 2x faster; the vectors differ slightly
   from fp32, so the version string gets ``+int8`` and an index built with it is a separate FEM
   version (never mixed with fp32 vectors). Off by default; see BENCHMARKS.md for its recall.
 - ``threads`` (or ``FFR_ENCODER_THREADS``): torch intra-op threads while encoding. On a shared
@@ -109,9 +109,12 @@ class TextEncoder:
         self.model.eval()
         if quantize == "int8":
             import torch
-            from torch.ao.quantization import quantize_dynamic
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-            self.model = quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+            # Per-channel weight scales: per-tensor int8 moved MiniLM's neighbours far more.
+            self.model = quantize_dynamic(
+                self.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+            )
         self._version: str | None = None
 
     @classmethod
