@@ -190,18 +190,23 @@ class FixedVectors:
 def bench_server(home: Path | None = None, port: int | None = None) -> Iterator[str]:
     """A throw-away embedded Postgres (fsync off) with the migrations applied; yields its URL.
     ``home``: data folder parent (default: a fresh temp folder, removed afterwards); ``port``:
-    default ``FFR_PG_PORT`` when set, else a free one."""
+    default ``FFR_PG_PORT`` when set and free, else a free one."""
     from ffr_lib.db import EmbeddedConfig, EmbeddedServer, free_port, migrate
 
     owned = home is None
     root = Path(home) if home else Path(tempfile.mkdtemp(prefix="ffrbench-"))
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
-    env_port = os.environ.get("FFR_PG_PORT")
+    if port is None:
+        from ffr_lib.db.embedded import _port_open
+
+        env_port = int(os.environ.get("FFR_PG_PORT") or 0)
+        # FFR_PG_PORT when it is free; another engineer's server may hold it.
+        port = env_port if env_port and not _port_open("127.0.0.1", env_port) else free_port()
     server = EmbeddedServer(
         EmbeddedConfig(
             pgdata=root / "pgdata",
-            port=port or (int(env_port) if env_port else free_port()),
+            port=port,
             server_options={
                 "fsync": "off",
                 "synchronous_commit": "off",

@@ -181,11 +181,16 @@ def _numpy_search(
 
 
 @contextmanager
-def step(log: Callable[[str], None], name: str) -> Iterator[None]:
+def step(
+    log: Callable[[str], None], name: str, results: dict | None = None, out: Path | None = None
+) -> Iterator[None]:
+    """Log a section; afterwards write what is measured so far (a later failure loses nothing)."""
     t0 = time.perf_counter()
     log(f"[{datetime.now(UTC):%H:%M:%S}] {name} (load {load()})")
     yield
     log(f"    done in {time.perf_counter() - t0:.1f}s")
+    if results is not None and out is not None:
+        write_results(results, out)
 
 
 # ----------------------------------------------------------------------------- sections
@@ -507,9 +512,65 @@ def bench_ffrs(
             }
             per_k.append(row)
             log(f"    K={k}: p50 {row['total']['p50_ms'] / 1000:.2f} s {row['stages_p50_ms']}")
+        # Baselines at K=10, same queries: no shared-prefix cache; one candidate per batch.
+        for name, variant in (
+            ("K=10 without prefix cache", FragmentReader(retriever, 10, share_prefix=False)),
+            ("K=10 one prompt per batch", FragmentReader(retriever, 1, share_prefix=False)),
+        ):
+            pipe = FFRSPipeline(
+                FFRSConfig(k=10), variant, encoder=encoder, url=url, dialogues=dialogues
+            )
+            totals, f2r = [], []
+            for q in queries:
+                t0 = time.perf_counter()
+                pred = pipe.query(q)
+                totals.append(time.perf_counter() - t0)
+                f2r.append(pred.timings.get("f2rvlm", 0.0))
+            row = {
+                "variant": name,
+                "total": lat(totals),
+                "f2rvlm_p50_ms": round(1000 * statistics.median(f2r), 1),
+                "load": load(),
+            }
+            out.setdefault("baselines_k10", []).append(row)
+            log(f"    {name}: p50 {row['total']['p50_ms'] / 1000:.2f} s")
         out["per_k"] = per_k
+        out["profile_k10"] = profile_query(
+            FFRSPipeline(
+                FFRSConfig(k=10, batch_size=max(cfg.ffrs_k)),
+                reader,
+                encoder=encoder,
+                url=url,
+                dialogues=dialogues,
+            ),
+            queries[0],
+        )
+        log(f"    torch profile of one K=10 query: {out['profile_k10']}")
     out["serving_peak_rss_mib"] = rss.mib
     return out
+
+
+def profile_query(pipe: Any, text: str, top: int = 6) -> dict[str, Any]:
+    """torch profiler summary of one query: the operators with the most self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        pipe.query(text)
+        wall = time.perf_counter() - t0
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return {
+        "wall_s": round(wall, 2),
+        "top_ops": [
+            {
+                "op": e.key,
+                "self_cpu_share": round(e.self_cpu_time_total / total, 3),
+                "calls": e.count,
+            }
+            for e in events[:top]
+        ],
+    }
 
 
 def bench_training(cfg: SuiteConfig, log: Callable[[str], None]) -> dict[str, Any]:
@@ -607,7 +668,7 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
     }
     sections = set(cfg.sections)
     if "encoder" in sections:
-        with step(log, "encoder"):
+        with step(log, "encoder", results, cfg.out_dir):
             results["encoder"] = bench_encoder(cfg, log)
     encoder = TextEncoder.get(cfg.encoder)
     seeds = None
@@ -616,7 +677,7 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
         results["index"], results["search"] = [], []
         rate = None  # fragments/s of the first (timed) embedding, for extrapolation
         for n in sorted(cfg.index_sizes):
-            with step(log, f"index {n}"), bench_server() as url:
+            with step(log, f"index {n}", results, cfg.out_dir), bench_server() as url:
                 with PeakRSS() as rss:
                     built = build_index(
                         n,
@@ -668,14 +729,14 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
                     if cfg.tune and n == min(cfg.index_sizes):
                         results["tune"] = bench_tune(cfg, url, built, qv, log)
                 if "ffrs" in sections and n == min(cfg.index_sizes):
-                    with step(log, "ffrs"):
+                    with step(log, "ffrs", results, cfg.out_dir):
                         results["ffrs"] = bench_ffrs(cfg, url, built, log)
         if "search" in sections and seeds is not None:
             for n in cfg.large_sizes:
-                with step(log, f"search {n} (derived vectors)"):
+                with step(log, f"search {n} (derived vectors)", results, cfg.out_dir):
                     results["search"].append(bench_large(cfg, n, seeds, qv, log))
     if "training" in sections:
-        with step(log, "training"):
+        with step(log, "training", results, cfg.out_dir):
             results["training"] = bench_training(cfg, log)
     results["load_end"] = list(os.getloadavg())
     results["wall_s"] = round(time.perf_counter() - started, 1)
@@ -906,6 +967,21 @@ def render_markdown(r: dict[str, Any]) -> str:
                     ]
                     for x in f["per_k"]
                 ],
+            ),
+            "",
+            "Baselines at K=10 (same queries): "
+            + "; ".join(
+                f"{b['variant']}: p50 {b['total']['p50_ms'] / 1000:.2f} s "
+                f"(F2RVLM {b['f2rvlm_p50_ms'] / 1000:.2f} s, load {b['load']})"
+                for b in f.get("baselines_k10", [])
+            ),
+            "",
+            "torch profiler, one K=10 query ("
+            + str(f.get("profile_k10", {}).get("wall_s"))
+            + " s): "
+            + ", ".join(
+                f"{o['op']} {100 * o['self_cpu_share']:.0f}%"
+                for o in f.get("profile_k10", {}).get("top_ops", [])
             ),
         ]
     if r.get("training"):
