@@ -79,6 +79,11 @@ class SuiteConfig(BaseModel):
     ffrs_queries: int = Field(5, description="queries per K")
     ffrs_profile: str = "cpu-small"
     training_steps: int = Field(2, description="SFT and GRPO steps timed")
+    torch_threads: int | None = Field(
+        None,
+        description="torch threads for the FFRS and training sections (None = torch default, "
+        "2 here); 1 is much faster when other processes oversubscribe the cores",
+    )
     cache_dir: Path | None = Field(None, description="vector cache (default $FFR_HOME/bench-cache)")
     out_dir: Path = Path("bench/results/latest")
 
@@ -467,11 +472,17 @@ def bench_ffrs(
     cfg: SuiteConfig, url: str, built: Any, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """FFRS latency per stage with the model resident (loaded once, warmed with one query)."""
+    import torch
+
     from ffr_lib.f2rvlm.profiles import get_profile
     from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
     from ffr_lib.ffrs.pipeline import FFRSConfig, FFRSPipeline, FragmentReader
 
-    out: dict[str, Any] = {"profile": cfg.ffrs_profile, "model": "untrained backbone"}
+    out: dict[str, Any] = {
+        "profile": cfg.ffrs_profile,
+        "model": "untrained backbone",
+        "torch_threads": torch.get_num_threads(),
+    }
     with PeakRSS() as rss:
         t0 = time.perf_counter()
         retriever = F2RVLMRetriever.from_base(get_profile(cfg.ffrs_profile))
@@ -606,7 +617,14 @@ def bench_training(cfg: SuiteConfig, log: Callable[[str], None]) -> dict[str, An
         deep=True,
     )
     records = training_records(dialogues, queries, profile)
-    out: dict[str, Any] = {"profile": profile.name, "steps": steps, "records": len(records)}
+    import torch
+
+    out: dict[str, Any] = {
+        "profile": profile.name,
+        "steps": steps,
+        "records": len(records),
+        "torch_threads": torch.get_num_threads(),
+    }
     with tempfile.TemporaryDirectory(prefix="ffrbench-train-") as tmp:
         with PeakRSS() as rss:
             l0 = load()
@@ -633,6 +651,13 @@ def bench_training(cfg: SuiteConfig, log: Callable[[str], None]) -> dict[str, An
 
 
 # ----------------------------------------------------------------------------- driver
+
+
+def _threads(cfg: SuiteConfig) -> None:
+    import torch
+
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
 
 
 def machine() -> dict[str, Any]:
@@ -729,6 +754,7 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
                     if cfg.tune and n == min(cfg.index_sizes):
                         results["tune"] = bench_tune(cfg, url, built, qv, log)
                 if "ffrs" in sections and n == min(cfg.index_sizes):
+                    _threads(cfg)
                     with step(log, "ffrs", results, cfg.out_dir):
                         results["ffrs"] = bench_ffrs(cfg, url, built, log)
         if "search" in sections and seeds is not None:
@@ -736,6 +762,7 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
                 with step(log, f"search {n} (derived vectors)", results, cfg.out_dir):
                     results["search"].append(bench_large(cfg, n, seeds, qv, log))
     if "training" in sections:
+        _threads(cfg)
         with step(log, "training", results, cfg.out_dir):
             results["training"] = bench_training(cfg, log)
     results["load_end"] = list(os.getloadavg())

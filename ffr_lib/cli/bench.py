@@ -46,6 +46,9 @@ def bench(
     ),
     ffrs_queries: int | None = typer.Option(None, "--ffrs-queries", help="queries per K"),
     training_steps: int | None = typer.Option(None, "--training-steps", help="SFT/GRPO steps"),
+    torch_threads: int | None = typer.Option(
+        None, "--torch-threads", help="torch threads for FFRS and training (default torch's)"
+    ),
     no_tune: bool = typer.Option(False, "--no-tune", help="skip the HNSW settings rebuilds"),
     hnsw_large: bool = typer.Option(
         False, "--hnsw-large", help="also build HNSW at the large sizes (slow: tens of minutes)"
@@ -69,6 +72,7 @@ def bench(
         "encoder_sample": encoder_sample,
         "ffrs_queries": ffrs_queries,
         "training_steps": training_steps,
+        "torch_threads": torch_threads,
         "out_dir": out,
     }
     if sections:
