@@ -216,12 +216,14 @@ def bench_server(home: Path | None = None, port: int | None = None) -> Iterator[
             },
         )
     )
-    url = server.start()
     try:
-        migrate(url)
-        yield url
+        url = server.start()
+        try:
+            migrate(url)
+            yield url
+        finally:
+            server.stop(mode="immediate")
     finally:
-        server.stop(mode="immediate")
         if owned:
             shutil.rmtree(root, ignore_errors=True)
 
