@@ -794,7 +794,7 @@ def bench_tune(
             default_model + suffix, built.corpus.texts, built.vectors, built.embedder._encoder
         )
         stats = index_rows(built.corpus.rows, embedder, config=config, url=url)
-        for ef in (40, 100):
+        for ef in (40, 100, 200):
             _set_ef(url, stats.embedding_model, ef)
             _hnsw(url, qv[:5], 10)
             tops, times = _hnsw(url, qv, 10)
