@@ -43,7 +43,7 @@ ui: setup
 	$(BIN)/ffr ui
 
 bench: setup
-	$(BIN)/ffr bench
+	$(BIN)/ffr bench $(BENCH_ARGS)
 
 db-up: setup
 	$(BIN)/ffr db up

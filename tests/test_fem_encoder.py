@@ -63,3 +63,41 @@ def test_model_version_is_stable_and_tracks_the_weights(
         fh.seek(-4, 2)
         fh.write(b"\x00\x00\x80\x3f")
     assert weights_fingerprint(copy) != weights_fingerprint(folder)
+
+
+def test_int8_encoder_is_close_to_fp32_and_versioned_apart(encoder: TextEncoder) -> None:
+    from ffr_lib.fem.encoder import split_spec
+
+    assert split_spec("minilm#int8") == ("minilm", "int8")
+    assert split_spec("some#folder") == ("some#folder", "none")
+    int8 = TextEncoder.get("minilm#int8")
+    assert int8 is TextEncoder.get("minilm", quantize="int8") and int8 is not encoder
+    assert int8.model_version == encoder.model_version + "+int8"
+    assert int8.spec == "minilm#int8" and encoder.spec == "minilm"
+    texts = [
+        "user0: we hiked to the glacier lake\nuser1: was the water cold?",
+        "user1: my dog loves the beach\nuser0: look at this photo [image: a dog]",
+        "user0: the quarterly tax report is due on Monday",
+        "user1: let's get pizza tonight\nuser0: sure, 8 pm?",
+    ]
+    a, b = encoder.encode(texts), int8.encode(texts)
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    cos = (a * b).sum(axis=1)
+    assert cos.min() > 0.9, cos
+    # The ranking of the texts for a query is the fp32 one.
+    q32 = encoder.encode(["a swim in a cold mountain lake"])[0]
+    q8 = int8.encode(["a swim in a cold mountain lake"])[0]
+    assert np.argmax(a @ q32) == np.argmax(b @ q8) == 0
+
+
+def test_encoder_threads_setting_restores_torch_threads(encoder: TextEncoder) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    old = encoder.threads
+    try:
+        encoder.threads = 1
+        encoder.encode(["hello there"])
+    finally:
+        encoder.threads = old
+    assert torch.get_num_threads() == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from ffr_lib.cli import db, demo, evaluate, ingest, models, pending, retrieve, search, ui
+from ffr_lib.cli import bench, db, demo, evaluate, ingest, models, retrieve, search, ui
 
 app = typer.Typer(
     name="ffr",
@@ -21,10 +21,10 @@ app.command("ui")(ui.ui)
 app.command("search")(search.search)
 app.command("eval")(evaluate.eval_command)
 app.command("query")(evaluate.query_command)
+app.command("bench")(bench.bench)
 app.command("demo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     demo.demo
 )
-pending.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -141,6 +141,32 @@ def _default_pixels(image: Any) -> Any:
     return PILImage.new("RGB", (56, 56), (128, 128, 128))
 
 
+MIN_SHARED_PREFIX = 16  # tokens; below this, caching the shared prefix is not worth a pass
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens every row starts with, leaving at least one token of each row uncached."""
+    if not rows:
+        return 0
+    n = min(len(r) for r in rows) - 1
+    first = rows[0]
+    for k in range(max(0, n)):
+        token = first[k]
+        if any(r[k] != token for r in rows[1:]):
+            return k
+    return max(0, n)
+
+
+def _prefix_cache(model: Any, prefix: Sequence[int]) -> Any:
+    """The KV cache of ``prefix`` (batch 1)."""
+    import torch
+
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([list(prefix)], device=model.device), use_cache=True)
+    cache = out.get("cache") if hasattr(out, "get") else None
+    return cache if cache is not None else out.past_key_values
+
+
 def generate(
     backbone: Backbone,
     messages: Sequence[list[dict[str, Any]]],
@@ -148,9 +174,18 @@ def generate(
     images: Sequence[list[Any]] | None = None,
     with_logprobs: bool = False,
     batch_size: int = 8,
+    share_prefix: bool = True,
 ) -> list[tuple[str, list[float]]]:
     """Greedy completions for chat prompts (batched, left padding), optionally with the log
-    probability of each generated token."""
+    probability of each generated token.
+
+    ``share_prefix`` (text models): the tokens all prompts start with (system prompt and
+    instruction; FFRS candidates of one query share them) are run through the model once and
+    their KV cache is reused by every batch, so only the rest of each prompt is computed. Each
+    row is then [shared prefix, left padding, own tokens] with the padding masked out; the
+    answers are those of the uncached run up to float rounding."""
+    import copy
+
     import torch
 
     tokenizer = backbone.tokenizer
@@ -158,12 +193,22 @@ def generate(
     model = backbone.model
     model.eval()
     out: list[tuple[str, list[float]]] = []
+    all_texts = [
+        backbone.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+        for m in messages
+    ]
+    prefix: list[int] = []
+    cache = None
+    token_rows: list[list[int]] = []
+    if share_prefix and not backbone.is_vlm and len(all_texts) > 1:
+        token_rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in all_texts]
+        shared = shared_prefix_length(token_rows)
+        if shared >= MIN_SHARED_PREFIX:
+            prefix = token_rows[0][:shared]
+            cache = _prefix_cache(model, prefix)
     for start in range(0, len(messages), batch_size):
-        chunk = list(messages[start : start + batch_size])
-        texts = [
-            backbone.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
-            for m in chunk
-        ]
+        texts = all_texts[start : start + batch_size]
+        kwargs: dict[str, Any] = {}
         if backbone.is_vlm:
             chunk_images = [
                 img for group in (images or [])[start : start + batch_size] for img in group
@@ -171,12 +216,23 @@ def generate(
             inputs = backbone.processor(
                 text=texts, images=chunk_images or None, return_tensors="pt", padding=True
             )
+        elif cache is not None:
+            own = [r[len(prefix) :] for r in token_rows[start : start + batch_size]]
+            width = max(len(r) for r in own)
+            pad = tokenizer.pad_token_id
+            ids = [prefix + [pad] * (width - len(r)) + r for r in own]
+            mask = [[1] * len(prefix) + [0] * (width - len(r)) + [1] * len(r) for r in own]
+            inputs = {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+            chunk_cache = copy.deepcopy(cache)
+            chunk_cache.batch_repeat_interleave(len(own))
+            kwargs["cache"] = chunk_cache
         else:
             inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        inputs = inputs.to(model.device)
+        inputs = {k: v.to(model.device) for k, v in inputs.items()}
         with torch.no_grad():
             result = model.generate(
                 **inputs,
+                **kwargs,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,

@@ -3,13 +3,24 @@
 Used by the rewards (fragment coherence) and by the index (fragment and query vectors). The model
 name goes through `resolve_model`, so `minilm`, `multilingual-e5-small`, a fine-tuned checkpoint
 folder or a hub id all work the same way.
+
+Speed knobs (bench/BENCHMARKS: embedding is ~98% of indexing time on 2 cores):
+- ``quantize="int8"`` (or the name suffix ``#int8``, e.g. ``minilm#int8``): dynamic int8
+  quantization of the Linear layers (torch, CPU, per-channel weight scales). About 2x faster; the vectors differ slightly
+  from fp32, so the version string gets ``+int8`` and an index built with it is a separate FEM
+  version (never mixed with fp32 vectors). Off by default; see BENCHMARKS.md for its recall.
+- ``threads`` (or ``FFR_ENCODER_THREADS``): torch intra-op threads while encoding. On a shared
+  2-core machine 1 thread beat 2 (OpenMP threads spin when the cores are oversubscribed).
+- Batches are sorted by length by sentence-transformers, so padding stays small.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +31,36 @@ from ffr_lib.models.resolve import ResolvedModel, resolve_model
 DEFAULT_ENCODER = "minilm"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _CONFIG_NAMES = ("config.json", "modules.json", "tokenizer.json", "sentence_bert_config.json")
+QUANTIZATIONS = ("none", "int8")
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``"minilm#int8"`` -> ("minilm", "int8"); a name without a known suffix -> (name, "none")."""
+    name, sep, variant = spec.rpartition("#")
+    if sep and variant in QUANTIZATIONS:
+        return name, variant
+    return spec, "none"
+
+
+def _env_threads() -> int | None:
+    value = os.environ.get("FFR_ENCODER_THREADS", "").strip()
+    return int(value) if value else None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (None: leave the setting alone)."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def weights_fingerprint(folder: Path, length: int = 12) -> str:
@@ -41,30 +82,64 @@ def weights_fingerprint(folder: Path, length: int = 12) -> str:
 class TextEncoder:
     """A frozen sentence encoder. Prefer `TextEncoder.get(name)`, which loads each model once."""
 
-    _cache: dict[tuple[str, str], TextEncoder] = {}
+    _cache: dict[tuple[str, str, str], TextEncoder] = {}
     _lock = threading.Lock()
 
-    def __init__(self, name: str = DEFAULT_ENCODER, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        name: str = DEFAULT_ENCODER,
+        device: str = "cpu",
+        quantize: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         from sentence_transformers import SentenceTransformer
 
-        self.resolved: ResolvedModel = resolve_model(name)
-        self.name = name
+        base, variant = split_spec(name)
+        quantize = quantize or variant
+        if quantize not in QUANTIZATIONS:
+            raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+        if quantize != "none" and device != "cpu":
+            raise ValueError("int8 dynamic quantization runs on CPU only")
+        self.resolved: ResolvedModel = resolve_model(base)
+        self.name = base
         self.device = device
+        self.quantize = quantize
+        self.threads = threads if threads is not None else _env_threads()
         self.model: Any = SentenceTransformer(self.resolved.path, device=device)
         self.model.eval()
+        if quantize == "int8":
+            import torch
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            # Per-channel weight scales: per-tensor int8 moved MiniLM's neighbours far more.
+            self.model = quantize_dynamic(
+                self.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+            )
         self._version: str | None = None
 
     @classmethod
-    def get(cls, name: str = DEFAULT_ENCODER, device: str = "cpu") -> TextEncoder:
-        """The process-wide encoder for `name` (same weights folder -> same object)."""
-        path = resolve_model(name).path
-        key = (path, device)
+    def get(
+        cls, name: str = DEFAULT_ENCODER, device: str = "cpu", quantize: str | None = None
+    ) -> TextEncoder:
+        """The process-wide encoder for `name` (same weights folder and quantization -> same
+        object). `name` may end in ``#int8``."""
+        base, variant = split_spec(name)
+        quantize = quantize or variant
+        path = resolve_model(base).path
+        key = (path, device, quantize)
         with cls._lock:
             encoder = cls._cache.get(key)
             if encoder is None:
-                encoder = cls(name, device=device)
+                encoder = cls(base, device=device, quantize=quantize)
                 cls._cache[key] = encoder
         return encoder
+
+    @property
+    def spec(self) -> str:
+        """What `TextEncoder.get` needs to load this encoder again (alias or folder, plus the
+        quantization suffix)."""
+        base = self.resolved.alias or self.resolved.path
+        return base if self.quantize == "none" else f"{base}#{self.quantize}"
 
     @classmethod
     def clear_cache(cls) -> None:
@@ -92,7 +167,8 @@ class TextEncoder:
             label = self.resolved.alias or Path(self.resolved.path).name
             folder = self.resolved.local_path
             fingerprint = weights_fingerprint(folder) if folder else "hub"
-            self._version = f"{label}@{fingerprint}"
+            suffix = "" if self.quantize == "none" else f"+{self.quantize}"
+            self._version = f"{label}@{fingerprint}{suffix}"
         return self._version
 
     def encode(
@@ -115,17 +191,20 @@ class TextEncoder:
         kwargs: dict[str, Any] = {}
         if prompt_name is not None:
             kwargs["prompt_name"] = prompt_name
-        vectors = self.model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=normalize,
-            show_progress_bar=show_progress,
-            convert_to_numpy=True,
-            **kwargs,
-        )
+        with torch_threads(self.threads):
+            vectors = self.model.encode(
+                texts,
+                batch_size=batch_size,
+                normalize_embeddings=normalize,
+                show_progress_bar=show_progress,
+                convert_to_numpy=True,
+                **kwargs,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
 
-def get_text_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu") -> TextEncoder:
-    """Shortcut for `TextEncoder.get(name, device)`."""
-    return TextEncoder.get(name, device=device)
+def get_text_encoder(
+    name: str = DEFAULT_ENCODER, device: str = "cpu", quantize: str | None = None
+) -> TextEncoder:
+    """Shortcut for `TextEncoder.get(name, device, quantize)`."""
+    return TextEncoder.get(name, device=device, quantize=quantize)

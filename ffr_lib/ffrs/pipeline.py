@@ -101,9 +101,13 @@ class ReadResult:
 class FragmentReader:
     """F2RVLM as the second stage: reads candidate fragments with local ids."""
 
-    def __init__(self, retriever: F2RVLMRetriever, batch_size: int = 8) -> None:
+    def __init__(
+        self, retriever: F2RVLMRetriever, batch_size: int = 8, share_prefix: bool = True
+    ) -> None:
         self.retriever = retriever
         self.batch_size = batch_size
+        # The candidates' prompts share system prompt + instruction: compute that KV once.
+        self.share_prefix = share_prefix
 
     def count_tokens(self, messages: list[dict[str, Any]]) -> int:
         """Prompt tokens of one chat prompt under the backbone's chat template (vision tokens
@@ -143,6 +147,7 @@ class FragmentReader:
             profile.max_new_tokens,
             images=[[_default_pixels(i) for i in p.images] for p in prompts] if vlm else None,
             batch_size=self.batch_size,
+            share_prefix=self.share_prefix,
         )
         texts = [text for text, _ in outputs]
         picks, raw = map_answers(prompts, owner, texts, len(candidates), profile.answer_form)

@@ -344,7 +344,10 @@ def _copy_rows(
 
 def _model_path(embedder: Any) -> str | None:
     """What `TextEncoder.get` needs to load this FEM again for queries: the offline alias
-    (portable across machines) or the weights folder."""
+    (portable across machines) or the weights folder, with a quantization suffix (``#int8``)."""
+    spec = getattr(embedder, "spec", None)
+    if isinstance(spec, str):
+        return spec
     resolved = getattr(embedder, "resolved", None)
     if resolved is None:
         return None

@@ -1,0 +1,5 @@
+"""`python -m ffr_lib.cli ...` runs the `ffr` command line (same as the `ffr` script)."""
+
+from ffr_lib.cli import main
+
+main()

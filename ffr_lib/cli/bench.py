@@ -1,0 +1,91 @@
+"""`ffr bench [--quick] [--sections ...] [--sizes ...] [--large-sizes ...] [--out DIR]`: the
+benchmark suite of issue 9 (``bench/suite.py`` in the repository; ``make bench`` runs it).
+
+Each run builds its own throw-away embedded Postgres (port ``FFR_PG_PORT`` when set, else a free
+one), measures every figure beside its baseline and writes ``results.json``, ``results.md`` and
+``search_cost.png`` to ``--out`` (default ``bench/results/latest``). Default suite: ~30-50 min on
+2 shared cores; ``--quick``: a few minutes. Benchmarks never assert timings.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+SECTIONS = ("encoder", "index", "search", "ffrs", "training")
+
+
+def _ints(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    return [
+        int(v.replace("_", "").replace("k", "000").replace("M", "000000"))
+        for v in value.split(",")
+        if v
+    ]
+
+
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="small sizes, a few minutes"),
+    sections: str | None = typer.Option(
+        None, "--sections", help=f"comma-separated subset of {','.join(SECTIONS)} (default all)"
+    ),
+    sizes: str | None = typer.Option(
+        None, "--sizes", help="fragments indexed end to end, e.g. 10k,100k (default 10k,100k)"
+    ),
+    large_sizes: str | None = typer.Option(
+        None, "--large-sizes", help="search-only sizes with derived vectors (default 1M; '' = none)"
+    ),
+    embed_limit: int | None = typer.Option(
+        None, "--embed-limit", help="fragments embedded per build; the rest get derived vectors"
+    ),
+    encoder_sample: int | None = typer.Option(
+        None, "--encoder-sample", help="fragments embedded per encoder variant (default 1000)"
+    ),
+    ffrs_queries: int | None = typer.Option(None, "--ffrs-queries", help="queries per K"),
+    training_steps: int | None = typer.Option(None, "--training-steps", help="SFT/GRPO steps"),
+    torch_threads: int | None = typer.Option(
+        None, "--torch-threads", help="torch threads for FFRS and training (default torch's)"
+    ),
+    no_tune: bool = typer.Option(False, "--no-tune", help="skip the HNSW settings rebuilds"),
+    hnsw_large: bool = typer.Option(
+        False, "--hnsw-large", help="also build HNSW at the large sizes (slow: tens of minutes)"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="results folder"),
+) -> None:
+    """Run the benchmark suite and write results (JSON + markdown + plot)."""
+    from ffr_lib.settings import REPO_ROOT
+
+    if not (REPO_ROOT / "bench" / "suite.py").is_file():
+        typer.secho("bench/suite.py is not here: run from a repository checkout", err=True)
+        raise typer.Exit(code=2)
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from bench.suite import SuiteConfig, run_suite
+
+    overrides = {
+        "index_sizes": _ints(sizes),
+        "large_sizes": _ints(large_sizes),
+        "embed_limit": embed_limit,
+        "encoder_sample": encoder_sample,
+        "ffrs_queries": ffrs_queries,
+        "training_steps": training_steps,
+        "torch_threads": torch_threads,
+        "out_dir": out,
+    }
+    if sections:
+        unknown = set(sections.split(",")) - set(SECTIONS)
+        if unknown:
+            typer.secho(f"unknown sections {sorted(unknown)}; known: {SECTIONS}", err=True)
+            raise typer.Exit(code=2)
+        overrides["sections"] = sections.split(",")
+    if no_tune:
+        overrides["tune"] = False
+    if hnsw_large:
+        overrides["hnsw_large"] = True
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    config = SuiteConfig.quick(**overrides) if quick else SuiteConfig(**overrides)
+    results = run_suite(config, log=lambda line: typer.echo(line, err=True))
+    typer.echo(f"results in {config.out_dir} ({results['wall_s']} s)")

@@ -1,0 +1,91 @@
+"""The benchmark suite (`ffr bench`): a tiny end-to-end run writes consistent results, and the
+shared corpus helpers behave (derived vectors, vector cache). Benchmarks never assert timings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ffr_lib.settings import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.corpus import derived_vectors, embed_texts, load_corpus  # noqa: E402
+
+
+def test_derived_vectors_are_unit_and_near_their_seeds() -> None:
+    rng = np.random.default_rng(0)
+    seeds = rng.normal(size=(20, 384)).astype(np.float32)
+    seeds /= np.linalg.norm(seeds, axis=1, keepdims=True)
+    out = derived_vectors(seeds, 500, seed=1)
+    assert out.shape == (500, 384) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    nearest = (out @ seeds.T).max(axis=1)
+    assert nearest.min() > 0.4  # clustered around real vectors, not uniform noise (~0.15)
+    assert len({v.tobytes() for v in out}) == 500
+
+
+def test_corpus_queries_are_held_out_and_cache_round_trips(tmp_path: Path) -> None:
+    corpus = load_corpus(120, n_queries=10)
+    assert len(corpus.rows) >= 120 and len(corpus.queries) == 10
+    texts = {u.text for d in corpus.dialogues for u in d.utterances}
+    assert not any(q in texts for q in corpus.queries)
+
+    class Counting:
+        model_version = "fake@1"
+        calls = 0
+
+        def encode(self, texts, batch_size=64):
+            Counting.calls += 1
+            return np.ones((len(texts), 4), np.float32)
+
+    enc = Counting()
+    a, hit_a = embed_texts(enc, corpus.texts[:5], cache_dir=tmp_path)
+    b, hit_b = embed_texts(enc, corpus.texts[:5], cache_dir=tmp_path)
+    c, hit_c = embed_texts(enc, corpus.texts[:5], cache_dir=tmp_path, cache_read=False)
+    assert (hit_a, hit_b, hit_c) == (False, True, False) and Counting.calls == 2
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_ffr_bench_tiny_run_writes_results(tmp_path: Path, ffr_home: Path, monkeypatch) -> None:
+    from ffr_lib.cli import app
+
+    monkeypatch.delenv("FFR_PG_PORT", raising=False)  # bench_server picks a free port
+    out = tmp_path / "results"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--quick",
+            "--sections",
+            "index,search",
+            "--sizes",
+            "150",
+            "--large-sizes",
+            "600",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    index = data["index"][0]
+    assert index["fragments"] >= 150 and index["embedded"] + index["derived"] == index["fragments"]
+    small, large = data["search"]
+    assert small["fragments"] == index["fragments"] and large["fragments"] == 600
+    # numpy is the ground truth; the SQL exact scan finds the same neighbours.
+    assert small["numpy"]["recall_at_10"] == 1.0
+    assert small["exact_sql"]["recall_at_10"] >= 0.99
+    assert large["exact_sql"]["recall_at_10"] >= 0.99
+    assert [e["ef_search"] for e in small["ef_sweep"]] == sorted(
+        e["ef_search"] for e in small["ef_sweep"]
+    )
+    assert 0.0 < small["hnsw"]["recall_at_10"] <= 1.0
+    assert "## Search" in (out / "results.md").read_text()
+    assert (out / "search_cost.png").stat().st_size > 1000
