@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.corpus import FixedVectors  # noqa: E402
 from ffr_lib.db import connect, database_url, migrate, redact_url  # noqa: E402
 
 WORDS = [
@@ -80,16 +81,6 @@ def clustered(n: int, centre: np.ndarray, rng: np.random.Generator, noise: float
     dim = centre.shape[1]
     v = centre[which] + noise * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
-
-
-class PrecomputedEmbedder:
-    """Hands the index writer vectors made in advance (looked up by fragment text)."""
-
-    def __init__(self, vectors: dict[str, np.ndarray], dim: int, version: str) -> None:
-        self.vectors, self.dimension, self.model_version = vectors, dim, version
-
-    def encode(self, texts, **_kw) -> np.ndarray:
-        return np.stack([self.vectors[t] for t in texts])
 
 
 def build_index(url: str, fragments: int, dim: int, clusters: int, noise: float) -> dict:
@@ -146,9 +137,7 @@ def build_index(url: str, fragments: int, dim: int, clusters: int, noise: float)
     write_dataset(Dataset(dialogues=dialogues), url=url)
     seconds_store = time.perf_counter() - t0
     vectors = clustered(len(rows), centres(dim, clusters), rng, noise)
-    embedder = PrecomputedEmbedder(
-        {r.text: v for r, v in zip(rows, vectors, strict=True)}, dim, version
-    )
+    embedder = FixedVectors(version, [r.text for r in rows], vectors)
     stats = index_rows(rows, embedder, config=IndexConfig(activate="always"), url=url)
     return {
         "reused": False,
