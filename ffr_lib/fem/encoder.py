@@ -20,6 +20,10 @@ from ffr_lib.models.resolve import ResolvedModel, resolve_model
 DEFAULT_ENCODER = "minilm"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _CONFIG_NAMES = ("config.json", "modules.json", "tokenizer.json", "sentence_bert_config.json")
+MEMO_MAX_ENTRIES = 400_000  # ~600 MB of 384-d vectors; the memo starts over beyond it
+BULK_TEXTS = 256  # from this many texts the torch thread count follows the load (ffr_lib.threads)
+PROGRESS_MIN_TEXTS = 2_000  # inputs this large are embedded in chunks with progress lines
+PROGRESS_CHUNK = 1_024
 
 
 def weights_fingerprint(folder: Path, length: int = 12) -> str:
@@ -53,6 +57,12 @@ class TextEncoder:
         self.model: Any = SentenceTransformer(self.resolved.path, device=device)
         self.model.eval()
         self._version: str | None = None
+        # Vectors already computed by this encoder, keyed by (normalize, prompt, text): each
+        # distinct text is embedded once per process, however many steps ask for it (the demo
+        # materializes segmentation, FEM evaluation, index and evaluation in one process).
+        self._memo: dict[tuple[bool, str | None, str], np.ndarray] = {}
+        self.memo_hits = 0
+        self.memo_misses = 0
 
     @classmethod
     def get(cls, name: str = DEFAULT_ENCODER, device: str = "cpu") -> TextEncoder:
@@ -65,6 +75,14 @@ class TextEncoder:
                 encoder = cls(name, device=device)
                 cls._cache[key] = encoder
         return encoder
+
+    @classmethod
+    def forget(cls, name: str) -> None:
+        """Drop the loaded encoder of ``name`` (its folder was overwritten, e.g. retrained)."""
+        path = resolve_model(name).path
+        with cls._lock:
+            for key in [k for k in cls._cache if k[0] == path]:
+                del cls._cache[key]
 
     @classmethod
     def clear_cache(cls) -> None:
@@ -102,28 +120,87 @@ class TextEncoder:
         normalize: bool = True,
         show_progress: bool = False,
         prompt_name: str | None = None,
+        desc: str | None = None,
+        memo: bool | None = None,
     ) -> np.ndarray:
         """Embed `texts` -> float32 array [len(texts), dimension] (unit length when `normalize`;
         otherwise what the model outputs, which may already be normalised, as MiniLM is).
 
         `prompt_name` picks a model prompt ("query"/"passage" for e5); models without prompts
-        ignore None.
+        ignore None. With `memo` (default: for more than one text) each distinct text is
+        embedded once per encoder: repeats and texts seen in earlier calls come from memory. A
+        single text (a query) is embedded anew by default, so query latency measures real work.
+        Large inputs are embedded in chunks and report progress
+        (:class:`ffr_lib.progress.Progress`, titled `desc`).
         """
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if memo is None:
+            memo = len(texts) > 1
+        if not memo:
+            return self._encode_new(texts, batch_size, normalize, show_progress, prompt_name, desc)
+        cache = self._memo
+        todo: list[str] = []
+        pending: set[str] = set()
+        for text in texts:
+            if (normalize, prompt_name, text) not in cache and text not in pending:
+                pending.add(text)
+                todo.append(text)
+        self.memo_misses += len(todo)
+        self.memo_hits += len(texts) - len(todo)
+        if todo:
+            if len(cache) + len(todo) > MEMO_MAX_ENTRIES:
+                cache.clear()
+            for text, vector in zip(
+                todo,
+                self._encode_new(todo, batch_size, normalize, show_progress, prompt_name, desc),
+                strict=True,
+            ):
+                cache[(normalize, prompt_name, text)] = vector
+        return np.stack([cache[(normalize, prompt_name, text)] for text in texts])
+
+    def _encode_new(
+        self,
+        texts: list[str],
+        batch_size: int,
+        normalize: bool,
+        show_progress: bool,
+        prompt_name: str | None,
+        desc: str | None,
+    ) -> np.ndarray:
         kwargs: dict[str, Any] = {}
         if prompt_name is not None:
             kwargs["prompt_name"] = prompt_name
-        vectors = self.model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=normalize,
-            show_progress_bar=show_progress,
-            convert_to_numpy=True,
-            **kwargs,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+
+        def run(chunk: list[str]) -> np.ndarray:
+            vectors = self.model.encode(
+                chunk,
+                batch_size=batch_size,
+                normalize_embeddings=normalize,
+                show_progress_bar=show_progress,
+                convert_to_numpy=True,
+                **kwargs,
+            )
+            return np.asarray(vectors, dtype=np.float32)
+
+        if len(texts) < BULK_TEXTS:
+            return run(texts)  # queries and small batches: no thread switching, no progress
+        from ffr_lib.progress import Progress
+        from ffr_lib.threads import torch_threads
+
+        if len(texts) < PROGRESS_MIN_TEXTS:
+            with torch_threads():
+                return run(texts)
+        parts = []
+        label = desc or f"embed with {self.resolved.alias or Path(self.resolved.path).name}"
+        with Progress(len(texts), label, unit="texts") as bar:
+            for start in range(0, len(texts), PROGRESS_CHUNK):
+                chunk = texts[start : start + PROGRESS_CHUNK]
+                with torch_threads():  # re-read the load per chunk: it changes over minutes
+                    parts.append(run(chunk))
+                bar.update(len(chunk))
+        return np.concatenate(parts)
 
 
 def get_text_encoder(name: str = DEFAULT_ENCODER, device: str = "cpu") -> TextEncoder:
