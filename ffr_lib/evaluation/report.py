@@ -48,7 +48,22 @@ HEADLINE: tuple[tuple[str, str], ...] = (
     ("latency_p95_ms/total", "p95 ms"),
     ("tokens_read_mean", "tokens"),
 )
+#: (metric key, column title) of the per-modality table: the reference micro figures.
+MODALITY: tuple[tuple[str, str], ...] = tuple(
+    (f"{prefix}{m}", f"{title} {m_title}")
+    for prefix, title in (("utt_", "utt"), ("img_", "img"), ("", "joint"))
+    for m, m_title in (("precision", "P"), ("recall", "R"), ("f1", "F1"), ("mcc", "MCC"))
+)
 KS: tuple[int, ...] = (1, 5, 10, 20)
+#: (metric key, column title) of the ranking table (utterance level).
+RANKING: tuple[tuple[str, str], ...] = (
+    *((f"recall@{k}", f"R@{k}") for k in KS),
+    *((f"hit@{k}", f"hit@{k}") for k in KS),
+    ("mrr", "MRR"),
+    ("ndcg@10", "nDCG@10"),
+    ("frag_mrr", "frag MRR"),
+    ("dialogue_mrr", "dlg MRR"),
+)
 PLOTS = ("recall_at_k.png", "f1_by_length.png", "latency.png")
 
 
@@ -95,6 +110,32 @@ def _groups(per_system: Mapping[str, Mapping[str, Any]], grouper: str, metric: s
     return sorted(values)
 
 
+#: What each kind of dataset key means, by suffix (printed under its heading).
+DATASET_NOTES: tuple[tuple[str, str], ...] = (
+    (
+        "-corpus-style/corpus",
+        "Corpus mode on the corpus-style variants of the positive queries: each names its chat "
+        "(speakers and other topics) and only variants that fit exactly one dialogue are kept "
+        "(`ffr_lib/evaluation/corpus_queries.py`). The fair corpus-mode comparison.",
+    ),
+    (
+        "/corpus",
+        "Corpus mode with the queries as written for one dialogue: every dialogue of the split "
+        "is searched, ids in any other dialogue count as wrong. Many queries fit several chats "
+        '("What did Maya say about food?"), so all systems score low here; see the '
+        "corpus-style table.",
+    ),
+    ("/single", "Single-dialogue mode: each query against its own dialogue (the paper's setting)."),
+)
+
+
+def dataset_note(dataset: str) -> str | None:
+    for suffix, note in DATASET_NOTES:
+        if dataset.endswith(suffix):
+            return note
+    return None
+
+
 def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
     """The report: per dataset a headline table, per-group F1 tables, latency per stage, and
     the systems skipped with their reasons."""
@@ -102,6 +143,9 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
     for dataset, per_system in metrics.items():
         ran = _ran(per_system)
         out += [f"## {dataset}", ""]
+        note = dataset_note(dataset)
+        if note:
+            out += [note, ""]
         keys = [(k, t) for k, t in HEADLINE if any(k in m for m in ran.values())]
         if ran:
             out += _table(
@@ -109,6 +153,18 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
                 [[s, *(_fmt(m.get(k), k) for k, _ in keys)] for s, m in ran.items()],
             )
             out.append("")
+            for caption, columns in (
+                ("Micro precision / recall / F1 / MCC per modality and joint:", MODALITY),
+                ("Ranking (utterances; negative queries left out):", RANKING),
+            ):
+                present = [(k, t) for k, t in columns if any(k in m for m in ran.values())]
+                if present:
+                    out += [caption, ""]
+                    out += _table(
+                        ["system", *(t for _, t in present)],
+                        [[s, *(_fmt(m.get(k), k) for k, _ in present)] for s, m in ran.items()],
+                    )
+                    out.append("")
         for grouper in sorted(
             {k.split("=")[0].removeprefix("group/") for m in ran.values() for k in m if "=" in k}
         ):

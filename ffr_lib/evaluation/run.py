@@ -5,12 +5,15 @@ The one entry point behind `ffr eval` and the `evaluation_report` asset.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from ffr_lib.evaluation.report import ReportResult
+
+log = logging.getLogger(__name__)
 
 
 class EvaluationConfig(BaseModel):
@@ -26,6 +29,11 @@ class EvaluationConfig(BaseModel):
     reports_dir: Path | None = Field(None, description="default <repo>/reports")
     build: bool = Field(True, description="build missing MLDR splits from PhotoChat")
     mlflow: bool = True
+    corpus_style: bool = Field(
+        True,
+        description="in corpus mode also score the corpus-style variants of the queries (they "
+        "name their chat; see ffr_lib.evaluation.corpus_queries) as dataset <name>-corpus-style",
+    )
 
 
 def mldr_split(split: str, path: Path | None, build: bool) -> tuple[Any, Any]:
@@ -88,6 +96,22 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
             config=harness,
             groupers=default_groupers(harness.length_buckets),
         )
+        if config.corpus_style and "corpus" in config.modes:
+            from ffr_lib.evaluation.corpus_queries import SUFFIX, corpus_style
+
+            variants, counts = corpus_style(data)
+            log.info("corpus-style variants: %s", counts)
+            if variants.queries:
+                extra = evaluate(
+                    variants,
+                    systems,
+                    corpus,
+                    name=f"{name}-{SUFFIX}",
+                    config=harness.model_copy(update={"modes": ["corpus"]}),
+                    groupers=default_groupers(harness.length_buckets),
+                )
+                output.metrics.update(extra.metrics)
+                output.runs.update(extra.runs)
     result = write_report(
         output.metrics,
         run_name=config.run_name,
