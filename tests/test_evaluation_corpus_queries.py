@@ -3,6 +3,8 @@ kept only when that description fits exactly one dialogue of the corpus."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
 from ffr_lib.evaluation.corpus_queries import corpus_style, corpus_variant
@@ -100,3 +102,40 @@ def test_limited_evaluation_spreads_over_the_dataset() -> None:
     assert [q.id for q in evaluation_queries(data, 4)] == ["q0", "q2", "q5", "q7"]
     assert len(evaluation_queries(data, 20)) == 10
     assert [q.id for q in evaluation_queries(data)] == [f"q{i}" for i in range(10)]
+
+
+def test_eval_command_reports_the_corpus_style_table(
+    db_url: str, ffr_home: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from ffr_lib.data.canonical import write_canonical
+    from ffr_lib.evaluation.run import EvaluationConfig, run_evaluation
+
+    twin = _dialogue("A2", ("Maya", "Tom"), [["food"], ["pets"], ["travel"]])
+    queries = [
+        _query("q1", "B", [1, 2]),  # B: music singles it out
+        _query("q2", "A", [5], [0]),  # A has a twin: no corpus-style variant
+        _query("q3", "C", [9]),
+        Query(id="n", dialogue_id="B", text="cats?", type=QueryType.NEGATIVE),
+    ]
+    folder = tmp_path / "mldr" / "val"
+    write_canonical(Dataset(dialogues=[A, B, C, twin], queries=queries), folder)
+    result = run_evaluation(
+        EvaluationConfig(
+            path=folder,
+            systems=["bm25-utt", "bm25-frag"],
+            reports_dir=tmp_path / "reports",
+            run_name="t",
+            mlflow=False,
+        ),
+        url=db_url,
+    )
+    metrics = json.loads((result.latest_dir / "metrics.json").read_text())
+    assert set(metrics) == {"mldr-val/single", "mldr-val/corpus", "mldr-val-corpus-style/corpus"}
+    assert metrics["mldr-val/corpus"]["bm25-utt"]["n"] == 4
+    assert metrics["mldr-val-corpus-style/corpus"]["bm25-utt"]["n"] == 2
+    assert "Corpus-style variants of mldr-val: 2 of 4 queries kept" in result.markdown
+    rows = (result.run_dir / "predictions").glob("mldr-val-corpus-style__corpus__bm25-utt.jsonl")
+    lines = next(rows).read_text().splitlines()
+    assert json.loads(lines[0])["query"].startswith("In the chat between Maya and Tom")

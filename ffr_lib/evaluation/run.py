@@ -74,6 +74,7 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
 
     harness = HarnessConfig(modes=config.modes, limit=config.limit)
     spec = resolve_model(config.model)
+    variant_counts: dict[str, int] | None = None
     if config.dataset == "mldr":
         data, prior = mldr_split(config.split, config.path, config.build)
         name = f"mldr-{config.split}"
@@ -99,8 +100,8 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
         if config.corpus_style and "corpus" in config.modes:
             from ffr_lib.evaluation.corpus_queries import SUFFIX, corpus_style
 
-            variants, counts = corpus_style(data)
-            log.info("corpus-style variants: %s", counts)
+            variants, variant_counts = corpus_style(data)
+            log.info("corpus-style variants: %s", variant_counts)
             if variants.queries:
                 extra = evaluate(
                     variants,
@@ -127,9 +128,26 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
             "fem": corpus.embedding_model,
         },
     )
+    if variant_counts is not None:
+        c = variant_counts
+        append_section(
+            result,
+            f"\nCorpus-style variants of {name}: {c['kept']} of {c['queries']} queries kept "
+            f"({c['negative']} negative left out, {c['ambiguous']} whose chat could not be "
+            "described uniquely).\n",
+        )
     if config.dataset == "mldr":
         append_segmentation(result, f"mldr-{config.split}")
     return result
+
+
+def append_section(result: ReportResult, section: str) -> None:
+    """Add ``section`` to the report (returned markdown and both report.md files)."""
+    result.markdown += section
+    for folder in (result.run_dir, result.latest_dir):
+        report = folder / "report.md"
+        if report.is_file():
+            report.write_text(report.read_text(encoding="utf-8") + section, encoding="utf-8")
 
 
 def append_segmentation(result: ReportResult, batch: str) -> None:
@@ -154,9 +172,4 @@ def append_segmentation(result: ReportResult, batch: str) -> None:
             f"| {name} | {s['pk']:.3f} | {s['window_diff']:.3f} | "
             f"{s['segments_predicted']:.2f} | {s['segments_reference']:.2f} |"
         )
-    section = "\n".join(lines) + "\n"
-    result.markdown += section
-    for folder in (result.run_dir, result.latest_dir):
-        report = folder / "report.md"
-        if report.is_file():
-            report.write_text(report.read_text(encoding="utf-8") + section, encoding="utf-8")
+    append_section(result, "\n".join(lines) + "\n")
