@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for label, seconds in timings.items():
         console.print(f"  {label:<32} {seconds:7.0f}s")
-    report = Path(os.environ.get("FFR_REPORTS_DIR", "reports")) / "latest" / "report.md"
+    from ffr_lib.evaluation.report import default_reports_dir
+
+    report = default_reports_dir() / "latest" / "report.md"
     if report.is_file():
         console.rule(f"[bold]evaluation ({report}; full tables there)")
         console.print(

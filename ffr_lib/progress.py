@@ -91,10 +91,8 @@ class Progress:
         share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
         left = (self.total - self.done) / rate if rate > 0 and self.total else None
         eta = f", ~{_duration(left)} left" if left is not None else ""
-        return (
-            f"{self.desc}: {self.done}/{self.total} {self.unit}{share}, "
-            f"{rate:.1f} {self.unit}/s{eta}"
-        )
+        speed = f"{rate:.1f} {self.unit}/s" if rate >= 1 or rate == 0 else f"{1 / rate:.1f} s each"
+        return f"{self.desc}: {self.done}/{self.total} {self.unit}{share}, {speed}{eta}"
 
     def update(self, n: int = 1) -> None:
         self.done += n

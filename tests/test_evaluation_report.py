@@ -53,6 +53,8 @@ def test_report_files_and_merged_latest(tmp_path: Path, ffr_home: Path) -> None:
     markdown = (tmp_path / "r1" / "report.md").read_text()
     assert "| fem | 10 | 0.600 |" in markdown and "`ffrs`: no trained F2RVLM adapter" in markdown
     assert "F1 by bucket" in markdown and "0.200 (4)" in markdown
+    # All three length buckets of the paper, in order, the empty one marked as such.
+    assert "| system | <35 | 35-65 | >65 |" in markdown and "| - (-) |" in markdown
 
     write_report(_metrics("locomo/single", 0.3), run_name="r2", reports_dir=tmp_path, mlflow=False)
     latest = json.loads((tmp_path / "latest" / "metrics.json").read_text())

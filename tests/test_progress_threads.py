@@ -62,7 +62,11 @@ def test_minutes_in_time_left() -> None:
     bar = Progress(1000, "long", every=0, clock=clock)
     clock.now = 60
     bar.update(100)  # 100/min, 900 left -> 9 min
-    assert bar.lines[-1].endswith("~9m00s left")
+    assert bar.lines[-1] == "long: 100/1000 it (10%), 1.7 it/s, ~9m00s left"
+    slow = Progress(24, "FEM training", unit="steps", every=0, clock=clock)
+    clock.now = 110
+    slow.update(2)  # 2 steps in 50 s
+    assert slow.lines[-1] == "FEM training: 2/24 steps (8%), 25.0 s each, ~9m10s left"
 
 
 def test_threads_follow_the_load(monkeypatch: pytest.MonkeyPatch) -> None:

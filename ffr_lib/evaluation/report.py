@@ -55,6 +55,7 @@ MODALITY: tuple[tuple[str, str], ...] = tuple(
     for m, m_title in (("precision", "P"), ("recall", "R"), ("f1", "F1"), ("mcc", "MCC"))
 )
 KS: tuple[int, ...] = (1, 5, 10, 20)
+BUCKETS: tuple[str, ...] = ("<35", "35-65", ">65")  # dialogue length in turns, as in the paper
 #: (metric key, column title) of the ranking table (utterance level).
 RANKING: tuple[tuple[str, str], ...] = (
     *((f"recall@{k}", f"R@{k}") for k in KS),
@@ -171,6 +172,9 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
             values = _groups(ran, grouper, "f1")
             if not values:
                 continue
+            if grouper == "bucket":
+                # The paper's three buckets always, in order; an empty one shows "- (-)".
+                values = list(BUCKETS) + [v for v in values if v not in BUCKETS]
             out += [f"F1 by {grouper} (n per group in brackets):", ""]
             rows = []
             for s, m in ran.items():
@@ -262,7 +266,7 @@ def plot_f1_by_bucket(metrics: Metrics, path: Path) -> None:
 
     datasets = list(metrics) or [""]
     fig, axes = _figure(len(datasets))
-    order = ["<35", "35-65", ">65"]
+    order = list(BUCKETS)
     for ax, dataset in zip(axes, datasets, strict=False):
         ran = _ran(metrics.get(dataset, {}))
         found = _groups(ran, "bucket", "f1")
@@ -321,6 +325,7 @@ class ReportResult:
     files: list[Path] = field(default_factory=list)
     markdown: str = ""
     mlflow_run_id: str | None = None
+    metrics: Metrics = field(default_factory=dict)  # this run's figures (not the merged latest)
 
 
 def _render_folder(metrics: Metrics, folder: Path, title: str) -> tuple[str, list[Path]]:
@@ -422,7 +427,7 @@ def write_report(
         shutil.rmtree(latest)
     _, latest_files = _render_folder(merged, latest, "FFR evaluation: latest")
     (latest / "RUN").write_text(run_name + "\n", encoding="utf-8")
-    result = ReportResult(run_dir, latest, files + latest_files, markdown)
+    result = ReportResult(run_dir, latest, files + latest_files, markdown, metrics=metrics)
     if mlflow:
         result.mlflow_run_id = log_to_mlflow(metrics, run_dir, run_name, params)
     return result
