@@ -111,8 +111,16 @@ def _evaluate_outside_dagster(args: argparse.Namespace) -> None:
     """`--skip-f2rvlm`: the evaluation_report asset needs f2rvlm_grpo, so run the same
     evaluation the asset runs (and `ffr eval` runs) directly; F2RVLM systems use the adapter a
     previous demo trained, else they are listed as skipped."""
+    import logging
+
     from ffr_lib.evaluation.run import EvaluationConfig, run_evaluation
 
+    # Outside Dagster nobody routes the library's log lines: show its progress on the terminal.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    library = logging.getLogger("ffr_lib")
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
     run_evaluation(
         EvaluationConfig(
             split="val", limit=args.eval_queries or None, k=args.k, build=False, run_name=None
