@@ -148,13 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     resources = dict(defs.resources or {})
     config = run_config(args)
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     steps = [s for s in STEPS if not (args.skip_f2rvlm and s[0].startswith("f2rvlm"))]
     started = time.perf_counter()
 
     def run(step: str, partition: str | None = None) -> None:
         key = AssetKey(step)
         label = f"{step}[{partition}]" if partition else step
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if step == "evaluation_report" and args.skip_f2rvlm:
             console.print("(F2RVLM skipped: the same evaluation runs outside Dagster)")
             _evaluate_outside_dagster(args)
@@ -177,10 +178,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             run_id = f"run {result.run_id[:8]}"
         timings[label] = time.perf_counter() - t0
+        cpu[label] = time.process_time() - c0
         console.print(
-            f"[green]done[/] {label} in {timings[label]:.0f}s "
+            f"done {label} in {timings[label]:.0f}s, CPU {cpu[label]:.0f}s "
             f"({run_id}, total {time.perf_counter() - started:.0f}s, "
-            f"load average {os.getloadavg()[0]:.1f})"
+            f"load average {os.getloadavg()[0]:.1f})",
+            markup=False,
+            highlight=False,
         )
 
     for index, (step, what) in enumerate(steps, 1):
@@ -202,20 +206,31 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - started
     console.rule("[bold]FFR demo finished")
     console.print(
-        f"total {total:.0f}s ({total / 60:.1f} min), peak memory {peak_memory_mb():,.0f} MB, "
-        f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; per step:"
+        f"total {total:.0f}s ({total / 60:.1f} min) wall, {time.process_time():.0f}s CPU "
+        f"(user + system, all threads of this process), peak memory {peak_memory_mb():,.0f} MB, "
+        f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}. Per step "
+        "(wall / CPU; CPU time does not grow when other processes share the cores):",
+        soft_wrap=True,
     )
     for label, seconds in timings.items():
-        console.print(f"  {label:<32} {seconds:7.0f}s")
+        console.print(
+            f"  {label:<32} {seconds:7.0f}s {cpu[label]:7.0f}s",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     from ffr_lib.evaluation.report import default_reports_dir
 
     report = default_reports_dir() / "latest" / "report.md"
     if report.is_file():
         console.rule(f"[bold]evaluation ({report}; full tables there)")
         console.print(
-            summary_tables(report.read_text(encoding="utf-8")), markup=False, highlight=False
+            summary_tables(report.read_text(encoding="utf-8")),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,  # tables stay one row a line, however narrow the terminal
         )
-    console.print(NEXT_STEPS, markup=False, highlight=False)
+    console.print(NEXT_STEPS, markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
