@@ -25,6 +25,14 @@ STEPS = (
 )
 
 
+#: Queries of the demo's evaluation. F2RVLM reads each query's dialogue or recalled fragments on
+#: the CPU (seconds per query), so the demo scores a spread sample; `ffr eval` without --limit
+#: scores the whole split (BENCHMARKS.md has that table).
+DEMO_EVAL_QUERIES = 24
+#: (query, fragment) pairs the demo fine-tunes the FEM on.
+DEMO_FEM_PAIRS = 384
+
+
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ffr demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="cpu-small", help="F2RVLM training profile")
@@ -35,7 +43,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         help="PhotoChat dialogues to build from (default: all 3,500)",
     )
     parser.add_argument(
-        "--eval-queries", type=int, default=40, help="val queries scored in the report"
+        "--eval-queries",
+        type=int,
+        default=DEMO_EVAL_QUERIES,
+        help="val queries scored in the report, spread over the split (0 = all)",
     )
     parser.add_argument(
         "--k", type=int, default=5, help="fragments FFRS recalls per query (F2RVLM reads each)"
@@ -56,12 +67,65 @@ def run_config(args: argparse.Namespace) -> dict:
             }
         },
         "mldr_splits": {"config": {"max_sources": args.sources}},
+        # Sized for the demo: 24 steps of 16 pairs (the asset default is 512 pairs).
+        "fem_checkpoint": {"config": {"max_pairs": DEMO_FEM_PAIRS}},
         "f2rvlm_sft": f2rvlm,
         "f2rvlm_curriculum": f2rvlm,
         "f2rvlm_grpo": f2rvlm,
-        "evaluation_report": {"config": {"limit": args.eval_queries, "k": args.k}},
+        "evaluation_report": {"config": {"limit": args.eval_queries or None, "k": args.k}},
     }
     return {"ops": ops}
+
+
+def summary_tables(markdown: str) -> str:
+    """The part of a report worth printing at the end of the demo: per dataset its heading,
+    its note and its headline table (the full report, with per-modality, ranking, per-bucket,
+    per-family and latency tables, stays in reports/latest/report.md)."""
+    out: list[str] = []
+    state = "skip"
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            state = "head"
+            out += ["", line]
+        elif state == "head" and line.startswith("|"):
+            state = "table"
+            out.append(line)
+        elif state == "table":
+            if line.startswith("|"):
+                out.append(line)
+            else:
+                state = "skip"
+        elif state == "head" and line.strip():
+            out.append(line)
+    return "\n".join(out).strip() + "\n"
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (every step runs in it), in MB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _evaluate_outside_dagster(args: argparse.Namespace) -> None:
+    """`--skip-f2rvlm`: the evaluation_report asset needs f2rvlm_grpo, so run the same
+    evaluation the asset runs (and `ffr eval` runs) directly; F2RVLM systems use the adapter a
+    previous demo trained, else they are listed as skipped."""
+    import logging
+
+    from ffr_lib.evaluation.run import EvaluationConfig, run_evaluation
+
+    # Outside Dagster nobody routes the library's log lines: show its progress on the terminal.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    library = logging.getLogger("ffr_lib")
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
+    run_evaluation(
+        EvaluationConfig(
+            split="val", limit=args.eval_queries or None, k=args.k, build=False, run_name=None
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,30 +148,43 @@ def main(argv: list[str] | None = None) -> int:
     resources = dict(defs.resources or {})
     config = run_config(args)
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     steps = [s for s in STEPS if not (args.skip_f2rvlm and s[0].startswith("f2rvlm"))]
     started = time.perf_counter()
 
     def run(step: str, partition: str | None = None) -> None:
         key = AssetKey(step)
-        if not graph.has(key):
+        label = f"{step}[{partition}]" if partition else step
+        t0, c0 = time.perf_counter(), time.process_time()
+        if step == "evaluation_report" and args.skip_f2rvlm:
+            console.print("(F2RVLM skipped: the same evaluation runs outside Dagster)")
+            _evaluate_outside_dagster(args)
+            run_id = "no Dagster run"
+        elif not graph.has(key):
             console.print(f"[yellow]skip {step}: not in this build of the graph[/]")
             return
-        label = f"{step}[{partition}]" if partition else step
-        t0 = time.perf_counter()
-        ops = {k: v for k, v in config["ops"].items() if k == step}
-        result = materialize(
-            assets + checks,
-            selection=[key],
-            instance=instance,
-            resources=resources,
-            partition_key=partition,
-            run_config={"ops": ops},
-            raise_on_error=True,
-        )
+        else:
+            ops = {k: v for k, v in config["ops"].items() if k == step}
+            result = materialize(
+                assets + checks,
+                selection=[key],
+                instance=instance,
+                resources=resources,
+                partition_key=partition,
+                # INFO and up on the terminal: progress lines and the assets' own logs, not
+                # Dagster's per-event DEBUG lines (all of them stay in the run's log in the UI).
+                run_config={"ops": ops, "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                raise_on_error=True,
+            )
+            run_id = f"run {result.run_id[:8]}"
         timings[label] = time.perf_counter() - t0
+        cpu[label] = time.process_time() - c0
         console.print(
-            f"[green]done[/] {label} in {timings[label]:.0f}s "
-            f"(run {result.run_id[:8]}, total {time.perf_counter() - started:.0f}s)"
+            f"done {label} in {timings[label]:.0f}s, CPU {cpu[label]:.0f}s "
+            f"({run_id}, total {time.perf_counter() - started:.0f}s, "
+            f"load average {os.getloadavg()[0]:.1f})",
+            markup=False,
+            highlight=False,
         )
 
     for index, (step, what) in enumerate(steps, 1):
@@ -126,25 +203,57 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run(step)
 
+    total = time.perf_counter() - started
     console.rule("[bold]FFR demo finished")
-    console.print(f"total {time.perf_counter() - started:.0f}s; per step:")
+    console.print(
+        f"total {total:.0f}s ({total / 60:.1f} min) wall, {time.process_time():.0f}s CPU "
+        f"(user + system, all threads of this process), peak memory {peak_memory_mb():,.0f} MB, "
+        f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}. Per step "
+        "(wall / CPU; CPU time does not grow when other processes share the cores):",
+        soft_wrap=True,
+    )
     for label, seconds in timings.items():
-        console.print(f"  {label:<32} {seconds:7.0f}s")
-    report = Path(os.environ.get("FFR_REPORTS_DIR", "reports")) / "latest" / "report.md"
+        console.print(
+            f"  {label:<32} {seconds:7.0f}s {cpu[label]:7.0f}s",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    from ffr_lib.evaluation.report import default_reports_dir
+
+    report = default_reports_dir() / "latest" / "report.md"
     if report.is_file():
-        console.rule("[bold]evaluation (reports/latest/report.md)")
-        console.print(report.read_text(encoding="utf-8"))
-    console.print(NEXT_STEPS)
+        console.rule(f"[bold]evaluation ({report}; full tables there)")
+        console.print(
+            summary_tables(report.read_text(encoding="utf-8")),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,  # tables stay one row a line, however narrow the terminal
+        )
+    console.print(NEXT_STEPS, markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
 NEXT_STEPS = """
-Try next:
-  .venv/bin/ffr search "the photo of the dog at the beach" --k 5      # SQL vector search (pgvector)
-  .venv/bin/ffr query "when did they talk about the concert?" --k 10  # FFRS: FEM recall + F2RVLM pick
-  .venv/bin/ffr db status                                             # server, pgvector, row counts
-  psql "$(.venv/bin/ffr db url --show-password)" -c "select * from ffr.search_fragments(...)"
-  make ui                                                             # Dagster + MLflow UIs
+Try next (from the repository root; the embedded Postgres keeps running, `ffr db down` stops it):
+
+  CLI
+    .venv/bin/ffr search "the photo of the dog at the beach" --k 5     # SQL vector search (pgvector)
+    .venv/bin/ffr query "when did they talk about the concert?" --k 10 # FFRS: FEM recall + F2RVLM pick
+    .venv/bin/ffr eval --dataset mldr --split val                      # the full table, every query
+    .venv/bin/ffr db status                                            # server, pgvector, row counts
+
+  SQL (psql "$(.venv/bin/ffr db url --show-password)"; every function in docs/sql.md)
+    -- the 5 fragments nearest to an indexed one
+    SELECT fragment_id, dialogue_id, utterance_ids, round(score::numeric, 3), left(text, 80)
+    FROM ffr.similar_fragments((SELECT id FROM ffr.fragments LIMIT 1), 5);
+    -- hybrid search: full-text and vector ranks fused
+    SELECT * FROM ffr.hybrid_search((SELECT embedding FROM ffr.fragments LIMIT 1), 'dog beach', 10);
+
+  UI
+    make ui      # Dagster at http://127.0.0.1:3000 (every run of this demo, asset graph, checks)
+                 # MLflow at http://127.0.0.1:5000 (FEM, F2RVLM and evaluation runs); Ctrl-C stops both
+    From another machine: ssh -L 3000:127.0.0.1:3000 -L 5000:127.0.0.1:5000 <this host>
 """
 
 

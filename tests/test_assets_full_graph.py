@@ -89,7 +89,15 @@ def test_f2rvlm_assets_train_and_chain_adapters(db_url: str, ffr_home: Path) -> 
         assert step_result.success, step
     report = step_result.output_for_node("evaluation_report")
     metrics = json.loads((Path(report["run_dir"]) / "metrics.json").read_text())
-    assert set(metrics) == {"mldr-val/single", "mldr-val/corpus"}
+    # Corpus mode twice: the queries as written, and their corpus-style variants.
+    assert set(metrics) == {
+        "mldr-val/single",
+        "mldr-val/corpus",
+        "mldr-val-corpus-style/corpus",
+    }
+    materialization = step_result.asset_materializations_for_node("evaluation_report")[0]
+    assert "data:image/png;base64," in materialization.metadata["plots"].value
+    assert "mldr-val/single/bm25-utt/f1" in materialization.metadata
     systems = {name for by_system in metrics.values() for name in by_system}
     # The trained adapter is evaluated beside the baselines in the same run.
     assert {"ffrs", "f2rvlm", "bm25-utt", "position-prior", "overlap-window"} <= systems

@@ -53,6 +53,8 @@ def test_report_files_and_merged_latest(tmp_path: Path, ffr_home: Path) -> None:
     markdown = (tmp_path / "r1" / "report.md").read_text()
     assert "| fem | 10 | 0.600 |" in markdown and "`ffrs`: no trained F2RVLM adapter" in markdown
     assert "F1 by bucket" in markdown and "0.200 (4)" in markdown
+    # All three length buckets of the paper, in order, the empty one marked as such.
+    assert "| system | <35 | 35-65 | >65 |" in markdown and "| - (-) |" in markdown
 
     write_report(_metrics("locomo/single", 0.3), run_name="r2", reports_dir=tmp_path, mlflow=False)
     latest = json.loads((tmp_path / "latest" / "metrics.json").read_text())
@@ -72,3 +74,35 @@ def test_report_files_and_merged_latest(tmp_path: Path, ffr_home: Path) -> None:
 def test_markdown_renders_without_ranking_metrics() -> None:
     text = render_markdown({"x/single": {"s": {"n": 2.0, "f1": 0.5}}})
     assert "| s | 2 | 0.500 |" in text
+
+
+def test_markdown_has_modality_and_ranking_tables_and_dataset_notes() -> None:
+    m = {
+        "n": 4.0,
+        "utt_precision": 0.5,
+        "utt_recall": 0.25,
+        "utt_f1": 1 / 3,
+        "utt_mcc": 0.1,
+        "img_precision": 1.0,
+        "img_recall": 1.0,
+        "img_f1": 1.0,
+        "img_mcc": 1.0,
+        "precision": 2 / 3,
+        "recall": 0.4,
+        "f1": 2 / 3,
+        "mcc": 0.55,
+        "recall@1": 0.1,
+        "hit@1": 0.25,
+        "hit@20": 1.0,
+        "mrr": 0.5,
+        "ndcg@10": 0.6,
+    }
+    text = render_markdown({"mldr-val/single": {"s": m}, "mldr-val-corpus-style/corpus": {"s": m}})
+    assert "Micro precision / recall / F1 / MCC per modality and joint:" in text
+    assert "| system | utt P | utt R | utt F1 | utt MCC | img P |" in text
+    assert "| s | 0.500 | 0.250 | 0.333 | 0.100 | 1.000 | 1.000 | 1.000 | 1.000 | 0.667 |" in text
+    assert "| system | R@1 | hit@1 | hit@20 | MRR | nDCG@10 |" in text
+    assert "| s | 0.100 | 0.250 | 1.000 | 0.500 | 0.600 |" in text
+    assert "Single-dialogue mode" in text
+    assert "corpus-style variants" in text  # the corpus-style note, not the plain corpus one
+    assert text.count("so all systems score low") == 0

@@ -3,6 +3,9 @@
 No `from __future__ import annotations` in asset modules: Dagster resolves Config types at runtime.
 """
 
+import base64
+import math
+
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 from pydantic import Field
 
@@ -58,9 +61,22 @@ def evaluation_report(
         "latest": MetadataValue.path(str(result.latest_dir)),
         "mlflow_run_id": result.mlflow_run_id or "none",
     }
+    plots = []
     for path in result.files:
         if path.suffix == ".png" and path.parent == result.run_dir:
             metadata[f"plot/{path.stem}"] = MetadataValue.path(str(path))
+            encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+            plots.append(f"### {path.stem}\n\n![{path.stem}](data:image/png;base64,{encoded})\n")
+    if plots:
+        # The plots themselves, shown in the asset's metadata panel of the UI.
+        metadata["plots"] = MetadataValue.md("\n".join(plots))
+    # Headline figures as numbers: the UI charts them across materializations.
+    for dataset, per_system in result.metrics.items():
+        for system, figures in per_system.items():
+            for key in ("f1", "macro_f1", "recall@10", "mrr"):
+                value = figures.get(key)
+                if isinstance(value, float) and math.isfinite(value):
+                    metadata[f"{dataset}/{system}/{key}"] = value
     return Output(
         {"run_dir": str(result.run_dir), "latest": str(result.latest_dir)}, metadata=metadata
     )

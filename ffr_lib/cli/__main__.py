@@ -1,5 +1,5 @@
 """`python -m ffr_lib.cli ...` runs the `ffr` command line (same as the `ffr` script)."""
 
-from ffr_lib.cli import main
+from ffr_lib.cli import app
 
-main()
+app(prog_name="ffr")

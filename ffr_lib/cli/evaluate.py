@@ -48,6 +48,11 @@ def eval_command(
     reports_dir: Path | None = typer.Option(None, "--reports-dir", help="default <repo>/reports"),
     build: bool = typer.Option(True, "--build/--no-build", help="build missing MLDR splits"),
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log to MLflow"),
+    corpus_style: bool = typer.Option(
+        True,
+        "--corpus-style/--no-corpus-style",
+        help="corpus mode: also score the query variants that name their chat (MLDR)",
+    ),
 ) -> None:
     """Run every system (baselines, FEM, FFRS, F2RVLM) on a dataset and write the report."""
     from rich.console import Console
@@ -81,6 +86,7 @@ def eval_command(
         reports_dir=reports_dir,
         build=build,
         mlflow=mlflow,
+        corpus_style=corpus_style,
     )
     try:
         result = run_evaluation(config)

@@ -283,10 +283,15 @@ class EvalOutput:
 
 
 def evaluation_queries(dataset: Dataset, limit: int | None = None) -> list[Query]:
-    """Queries that name their dialogue (the first ``limit``)."""
+    """Queries that name their dialogue; with ``limit``, that many spread evenly over the
+    dataset (every n-th), so a small sample still covers many dialogues, query types and
+    families instead of the first few dialogues only. Deterministic."""
     by_id = dataset.dialogue_by_id()
     queries = [q for q in dataset.queries if q.dialogue_id in by_id]
-    return queries[:limit] if limit else queries
+    if not limit or limit >= len(queries):
+        return queries
+    step = len(queries) / limit
+    return [queries[int(i * step)] for i in range(limit)]
 
 
 def run_system(system: System, queries: Sequence[Query], corpus: Corpus, mode: Mode) -> SystemRun:
@@ -303,13 +308,17 @@ def run_system(system: System, queries: Sequence[Query], corpus: Corpus, mode: M
         run.skipped = str(skipped)
         return run
     run.setup_seconds = time.perf_counter() - start
-    for query in queries:
-        target: Dialogue | Corpus = (
-            corpus.dialogues[query.dialogue_id or ""] if mode == "single" else corpus
-        )
-        t0 = time.perf_counter()
-        prediction = system.predict(query.text, target)
-        run.records.append(Record(query, prediction, time.perf_counter() - t0))
+    from ffr_lib.progress import Progress
+
+    with Progress(len(queries), f"{mode}: {system.name}", unit="queries") as bar:
+        for query in queries:
+            target: Dialogue | Corpus = (
+                corpus.dialogues[query.dialogue_id or ""] if mode == "single" else corpus
+            )
+            t0 = time.perf_counter()
+            prediction = system.predict(query.text, target)
+            run.records.append(Record(query, prediction, time.perf_counter() - t0))
+            bar.update(1)
     return run
 
 

@@ -48,7 +48,23 @@ HEADLINE: tuple[tuple[str, str], ...] = (
     ("latency_p95_ms/total", "p95 ms"),
     ("tokens_read_mean", "tokens"),
 )
+#: (metric key, column title) of the per-modality table: the reference micro figures.
+MODALITY: tuple[tuple[str, str], ...] = tuple(
+    (f"{prefix}{m}", f"{title} {m_title}")
+    for prefix, title in (("utt_", "utt"), ("img_", "img"), ("", "joint"))
+    for m, m_title in (("precision", "P"), ("recall", "R"), ("f1", "F1"), ("mcc", "MCC"))
+)
 KS: tuple[int, ...] = (1, 5, 10, 20)
+BUCKETS: tuple[str, ...] = ("<35", "35-65", ">65")  # dialogue length in turns, as in the paper
+#: (metric key, column title) of the ranking table (utterance level).
+RANKING: tuple[tuple[str, str], ...] = (
+    *((f"recall@{k}", f"R@{k}") for k in KS),
+    *((f"hit@{k}", f"hit@{k}") for k in KS),
+    ("mrr", "MRR"),
+    ("ndcg@10", "nDCG@10"),
+    ("frag_mrr", "frag MRR"),
+    ("dialogue_mrr", "dlg MRR"),
+)
 PLOTS = ("recall_at_k.png", "f1_by_length.png", "latency.png")
 
 
@@ -95,6 +111,32 @@ def _groups(per_system: Mapping[str, Mapping[str, Any]], grouper: str, metric: s
     return sorted(values)
 
 
+#: What each kind of dataset key means, by suffix (printed under its heading).
+DATASET_NOTES: tuple[tuple[str, str], ...] = (
+    (
+        "-corpus-style/corpus",
+        "Corpus mode on the corpus-style variants of the positive queries: each names its chat "
+        "(speakers and other topics) and only variants that fit exactly one dialogue are kept "
+        "(`ffr_lib/evaluation/corpus_queries.py`). The fair corpus-mode comparison.",
+    ),
+    (
+        "/corpus",
+        "Corpus mode with the queries as written for one dialogue: every dialogue of the split "
+        "is searched, ids in any other dialogue count as wrong. Many queries fit several chats "
+        '("What did Maya say about food?"), so all systems score low here; see the '
+        "corpus-style table.",
+    ),
+    ("/single", "Single-dialogue mode: each query against its own dialogue (the paper's setting)."),
+)
+
+
+def dataset_note(dataset: str) -> str | None:
+    for suffix, note in DATASET_NOTES:
+        if dataset.endswith(suffix):
+            return note
+    return None
+
+
 def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
     """The report: per dataset a headline table, per-group F1 tables, latency per stage, and
     the systems skipped with their reasons."""
@@ -102,6 +144,9 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
     for dataset, per_system in metrics.items():
         ran = _ran(per_system)
         out += [f"## {dataset}", ""]
+        note = dataset_note(dataset)
+        if note:
+            out += [note, ""]
         keys = [(k, t) for k, t in HEADLINE if any(k in m for m in ran.values())]
         if ran:
             out += _table(
@@ -109,12 +154,27 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
                 [[s, *(_fmt(m.get(k), k) for k, _ in keys)] for s, m in ran.items()],
             )
             out.append("")
+            for caption, columns in (
+                ("Micro precision / recall / F1 / MCC per modality and joint:", MODALITY),
+                ("Ranking (utterances; negative queries left out):", RANKING),
+            ):
+                present = [(k, t) for k, t in columns if any(k in m for m in ran.values())]
+                if present:
+                    out += [caption, ""]
+                    out += _table(
+                        ["system", *(t for _, t in present)],
+                        [[s, *(_fmt(m.get(k), k) for k, _ in present)] for s, m in ran.items()],
+                    )
+                    out.append("")
         for grouper in sorted(
             {k.split("=")[0].removeprefix("group/") for m in ran.values() for k in m if "=" in k}
         ):
             values = _groups(ran, grouper, "f1")
             if not values:
                 continue
+            if grouper == "bucket":
+                # The paper's three buckets always, in order; an empty one shows "- (-)".
+                values = list(BUCKETS) + [v for v in values if v not in BUCKETS]
             out += [f"F1 by {grouper} (n per group in brackets):", ""]
             rows = []
             for s, m in ran.items():
@@ -206,7 +266,7 @@ def plot_f1_by_bucket(metrics: Metrics, path: Path) -> None:
 
     datasets = list(metrics) or [""]
     fig, axes = _figure(len(datasets))
-    order = ["<35", "35-65", ">65"]
+    order = list(BUCKETS)
     for ax, dataset in zip(axes, datasets, strict=False):
         ran = _ran(metrics.get(dataset, {}))
         found = _groups(ran, "bucket", "f1")
@@ -265,6 +325,7 @@ class ReportResult:
     files: list[Path] = field(default_factory=list)
     markdown: str = ""
     mlflow_run_id: str | None = None
+    metrics: Metrics = field(default_factory=dict)  # this run's figures (not the merged latest)
 
 
 def _render_folder(metrics: Metrics, folder: Path, title: str) -> tuple[str, list[Path]]:
@@ -366,7 +427,7 @@ def write_report(
         shutil.rmtree(latest)
     _, latest_files = _render_folder(merged, latest, "FFR evaluation: latest")
     (latest / "RUN").write_text(run_name + "\n", encoding="utf-8")
-    result = ReportResult(run_dir, latest, files + latest_files, markdown)
+    result = ReportResult(run_dir, latest, files + latest_files, markdown, metrics=metrics)
     if mlflow:
         result.mlflow_run_id = log_to_mlflow(metrics, run_dir, run_name, params)
     return result

@@ -5,12 +5,15 @@ The one entry point behind `ffr eval` and the `evaluation_report` asset.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from ffr_lib.evaluation.report import ReportResult
+
+log = logging.getLogger(__name__)
 
 
 class EvaluationConfig(BaseModel):
@@ -26,6 +29,11 @@ class EvaluationConfig(BaseModel):
     reports_dir: Path | None = Field(None, description="default <repo>/reports")
     build: bool = Field(True, description="build missing MLDR splits from PhotoChat")
     mlflow: bool = True
+    corpus_style: bool = Field(
+        True,
+        description="in corpus mode also score the corpus-style variants of the queries (they "
+        "name their chat; see ffr_lib.evaluation.corpus_queries) as dataset <name>-corpus-style",
+    )
 
 
 def mldr_split(split: str, path: Path | None, build: bool) -> tuple[Any, Any]:
@@ -66,6 +74,7 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
 
     harness = HarnessConfig(modes=config.modes, limit=config.limit)
     spec = resolve_model(config.model)
+    variant_counts: dict[str, int] | None = None
     if config.dataset == "mldr":
         data, prior = mldr_split(config.split, config.path, config.build)
         name = f"mldr-{config.split}"
@@ -88,6 +97,22 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
             config=harness,
             groupers=default_groupers(harness.length_buckets),
         )
+        if config.corpus_style and "corpus" in config.modes:
+            from ffr_lib.evaluation.corpus_queries import SUFFIX, corpus_style
+
+            variants, variant_counts = corpus_style(data)
+            log.info("corpus-style variants: %s", variant_counts)
+            if variants.queries:
+                extra = evaluate(
+                    variants,
+                    systems,
+                    corpus,
+                    name=f"{name}-{SUFFIX}",
+                    config=harness.model_copy(update={"modes": ["corpus"]}),
+                    groupers=default_groupers(harness.length_buckets),
+                )
+                output.metrics.update(extra.metrics)
+                output.runs.update(extra.runs)
     result = write_report(
         output.metrics,
         run_name=config.run_name,
@@ -103,9 +128,26 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
             "fem": corpus.embedding_model,
         },
     )
+    if variant_counts is not None:
+        c = variant_counts
+        append_section(
+            result,
+            f"\nCorpus-style variants of {name}: {c['kept']} of {c['queries']} queries kept "
+            f"({c['negative']} negative left out, {c['ambiguous']} whose chat could not be "
+            "described uniquely).\n",
+        )
     if config.dataset == "mldr":
         append_segmentation(result, f"mldr-{config.split}")
     return result
+
+
+def append_section(result: ReportResult, section: str) -> None:
+    """Add ``section`` to the report (returned markdown and both report.md files)."""
+    result.markdown += section
+    for folder in (result.run_dir, result.latest_dir):
+        report = folder / "report.md"
+        if report.is_file():
+            report.write_text(report.read_text(encoding="utf-8") + section, encoding="utf-8")
 
 
 def append_segmentation(result: ReportResult, batch: str) -> None:
@@ -130,9 +172,4 @@ def append_segmentation(result: ReportResult, batch: str) -> None:
             f"| {name} | {s['pk']:.3f} | {s['window_diff']:.3f} | "
             f"{s['segments_predicted']:.2f} | {s['segments_reference']:.2f} |"
         )
-    section = "\n".join(lines) + "\n"
-    result.markdown += section
-    for folder in (result.run_dir, result.latest_dir):
-        report = folder / "report.md"
-        if report.is_file():
-            report.write_text(report.read_text(encoding="utf-8") + section, encoding="utf-8")
+    append_section(result, "\n".join(lines) + "\n")

@@ -9,18 +9,18 @@ Speed knobs (bench/BENCHMARKS: embedding is ~98% of indexing time on 2 cores):
   quantization of the Linear layers (torch, CPU, per-channel weight scales). About 2x faster; the vectors differ slightly
   from fp32, so the version string gets ``+int8`` and an index built with it is a separate FEM
   version (never mixed with fp32 vectors). Off by default; see BENCHMARKS.md for its recall.
-- ``threads`` (or ``FFR_ENCODER_THREADS``): torch intra-op threads while encoding. On a shared
-  2-core machine 1 thread beat 2 (OpenMP threads spin when the cores are oversubscribed).
+- ``threads`` (or ``FFR_ENCODER_THREADS``): torch intra-op threads while encoding. Unset, bulk
+  encoding follows the machine's load (``ffr_lib.threads``): on a shared 2-core machine 1 thread
+  beat 2 (OpenMP threads spin when the cores are oversubscribed).
 - Batches are sorted by length by sentence-transformers, so padding stays small.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,10 @@ DEFAULT_ENCODER = "minilm"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _CONFIG_NAMES = ("config.json", "modules.json", "tokenizer.json", "sentence_bert_config.json")
 QUANTIZATIONS = ("none", "int8")
+MEMO_MAX_ENTRIES = 400_000  # ~600 MB of 384-d vectors; the memo starts over beyond it
+BULK_TEXTS = 256  # from this many texts the torch thread count follows the load (ffr_lib.threads)
+PROGRESS_MIN_TEXTS = 2_000  # inputs this large are embedded in chunks with progress lines
+PROGRESS_CHUNK = 1_024
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -45,22 +49,6 @@ def split_spec(spec: str) -> tuple[str, str]:
 def _env_threads() -> int | None:
     value = os.environ.get("FFR_ENCODER_THREADS", "").strip()
     return int(value) if value else None
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (None: leave the setting alone)."""
-    if not n:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def weights_fingerprint(folder: Path, length: int = 12) -> str:
@@ -116,6 +104,12 @@ class TextEncoder:
                 self.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
             )
         self._version: str | None = None
+        # Vectors already computed by this encoder, keyed by (normalize, prompt, text): each
+        # distinct text is embedded once per process, however many steps ask for it (the demo
+        # materializes segmentation, FEM evaluation, index and evaluation in one process).
+        self._memo: dict[tuple[bool, str | None, str], np.ndarray] = {}
+        self.memo_hits = 0
+        self.memo_misses = 0
 
     @classmethod
     def get(
@@ -140,6 +134,14 @@ class TextEncoder:
         quantization suffix)."""
         base = self.resolved.alias or self.resolved.path
         return base if self.quantize == "none" else f"{base}#{self.quantize}"
+
+    @classmethod
+    def forget(cls, name: str) -> None:
+        """Drop the loaded encoder of ``name`` (its folder was overwritten, e.g. retrained)."""
+        path = resolve_model(name).path
+        with cls._lock:
+            for key in [k for k in cls._cache if k[0] == path]:
+                del cls._cache[key]
 
     @classmethod
     def clear_cache(cls) -> None:
@@ -178,29 +180,91 @@ class TextEncoder:
         normalize: bool = True,
         show_progress: bool = False,
         prompt_name: str | None = None,
+        desc: str | None = None,
+        memo: bool | None = None,
     ) -> np.ndarray:
         """Embed `texts` -> float32 array [len(texts), dimension] (unit length when `normalize`;
         otherwise what the model outputs, which may already be normalised, as MiniLM is).
 
         `prompt_name` picks a model prompt ("query"/"passage" for e5); models without prompts
-        ignore None.
+        ignore None. With `memo` (default: for more than one text) each distinct text is
+        embedded once per encoder: repeats and texts seen in earlier calls come from memory. A
+        single text (a query) is embedded anew by default, so query latency measures real work.
+        Large inputs are embedded in chunks and report progress
+        (:class:`ffr_lib.progress.Progress`, titled `desc`).
         """
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if memo is None:
+            memo = len(texts) > 1
+        if not memo:
+            return self._encode_new(texts, batch_size, normalize, show_progress, prompt_name, desc)
+        cache = self._memo
+        todo: list[str] = []
+        pending: set[str] = set()
+        for text in texts:
+            if (normalize, prompt_name, text) not in cache and text not in pending:
+                pending.add(text)
+                todo.append(text)
+        self.memo_misses += len(todo)
+        self.memo_hits += len(texts) - len(todo)
+        if todo:
+            if len(cache) + len(todo) > MEMO_MAX_ENTRIES:
+                cache.clear()
+            for text, vector in zip(
+                todo,
+                self._encode_new(todo, batch_size, normalize, show_progress, prompt_name, desc),
+                strict=True,
+            ):
+                cache[(normalize, prompt_name, text)] = vector
+        return np.stack([cache[(normalize, prompt_name, text)] for text in texts])
+
+    def _encode_new(
+        self,
+        texts: list[str],
+        batch_size: int,
+        normalize: bool,
+        show_progress: bool,
+        prompt_name: str | None,
+        desc: str | None,
+    ) -> np.ndarray:
         kwargs: dict[str, Any] = {}
         if prompt_name is not None:
             kwargs["prompt_name"] = prompt_name
-        with torch_threads(self.threads):
+
+        def run(chunk: list[str]) -> np.ndarray:
             vectors = self.model.encode(
-                texts,
+                chunk,
                 batch_size=batch_size,
                 normalize_embeddings=normalize,
                 show_progress_bar=show_progress,
                 convert_to_numpy=True,
                 **kwargs,
             )
-        return np.asarray(vectors, dtype=np.float32)
+            return np.asarray(vectors, dtype=np.float32)
+
+        from ffr_lib.threads import torch_threads
+
+        if len(texts) < BULK_TEXTS:
+            if not self.threads:
+                return run(texts)  # queries and small batches: no thread switching, no progress
+            with torch_threads(self.threads):
+                return run(texts)
+        if len(texts) < PROGRESS_MIN_TEXTS:
+            with torch_threads(self.threads):
+                return run(texts)
+        from ffr_lib.progress import Progress
+
+        parts = []
+        label = desc or f"embed with {self.resolved.alias or Path(self.resolved.path).name}"
+        with Progress(len(texts), label, unit="texts") as bar:
+            for start in range(0, len(texts), PROGRESS_CHUNK):
+                chunk = texts[start : start + PROGRESS_CHUNK]
+                with torch_threads(self.threads):  # re-read the load per chunk: it changes
+                    parts.append(run(chunk))
+                bar.update(len(chunk))
+        return np.concatenate(parts)
 
 
 def get_text_encoder(

@@ -53,6 +53,9 @@ def run_fem(url: str | None, config: FemStageConfig) -> dict[str, Any]:
     val = _capped(load_split("val"), config.val_queries)
     result = train_fem(train, out_dir / "model", config.train)
     base = TextEncoder.get(config.train.base_model)
+    # The folder was just overwritten: an encoder loaded from it earlier in this process (and
+    # its memo of vectors) is stale.
+    TextEncoder.forget(str(result.model_dir))
     tuned = TextEncoder.get(str(result.model_dir))
     eval_sets = {"val": val, "questions": question_style(val)}
     sources = [d for d in load_dialogues(url=url) if d.source == config.out_of_source]

@@ -1,0 +1,65 @@
+"""The demo's own pieces: its run config, the summary it prints and what it says to try next."""
+
+from __future__ import annotations
+
+from ffr_assets.demo import NEXT_STEPS, _parse, run_config, summary_tables
+
+
+def test_run_config_sizes_the_demo() -> None:
+    ops = run_config(_parse([]))["ops"]
+    assert ops["evaluation_report"]["config"]["limit"] > 0
+    assert ops["fem_checkpoint"]["config"]["max_pairs"] > 0
+    assert run_config(_parse(["--eval-queries", "0"]))["ops"]["evaluation_report"]["config"] == {
+        "limit": None,
+        "k": 5,
+    }
+    assert _parse(["--skip-f2rvlm"]).skip_f2rvlm
+
+
+def test_summary_keeps_heading_note_and_headline_table_only() -> None:
+    report = "\n".join(
+        [
+            "# FFR evaluation: latest",
+            "",
+            "## mldr-val/single",
+            "",
+            "Single-dialogue mode: each query against its own dialogue.",
+            "",
+            "| system | n | F1 |",
+            "|---|---|---|",
+            "| fem | 24 | 0.400 |",
+            "",
+            "Micro precision / recall / F1 / MCC per modality and joint:",
+            "",
+            "| system | utt P |",
+            "|---|---|",
+            "| fem | 0.300 |",
+            "",
+            "## mldr-val/corpus",
+            "",
+            "| system | n | F1 |",
+            "|---|---|---|",
+            "| fem | 24 | 0.100 |",
+            "",
+            "Skipped:",
+            "- `ffrs`: no adapter",
+        ]
+    )
+    summary = summary_tables(report)
+    assert summary.splitlines() == [
+        "## mldr-val/single",
+        "Single-dialogue mode: each query against its own dialogue.",
+        "| system | n | F1 |",
+        "|---|---|---|",
+        "| fem | 24 | 0.400 |",
+        "",
+        "## mldr-val/corpus",
+        "| system | n | F1 |",
+        "|---|---|---|",
+        "| fem | 24 | 0.100 |",
+    ]
+
+
+def test_next_steps_name_cli_sql_and_ui() -> None:
+    for needle in ("ffr search", "ffr query", "ffr eval", "similar_fragments", "make ui", ":3000"):
+        assert needle in NEXT_STEPS
