@@ -93,7 +93,13 @@ class F2RVLMProfile(BaseModel):
     window_utterances: int = Field(12, ge=2, description="utterances per fragment-local prompt")
     window_overlap: int = Field(4, ge=0)
     negative_window_ratio: float = Field(
-        0.5, ge=0, description="windows without gold kept per window with gold (training)"
+        0.5,
+        ge=0,
+        description="training, query with gold: windows without gold kept per window with gold "
+        "(rounded half up)",
+    )
+    negative_query_windows: int = Field(
+        1, ge=0, description="training, negative query: windows kept (all answer none)"
     )
     instruction: str | None = Field(
         SHORT_INSTRUCTION,
