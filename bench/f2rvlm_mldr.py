@@ -198,6 +198,29 @@ def patch_environment(args: argparse.Namespace) -> None:
             module.load_backbone = load_backbone
 
 
+def log_results(path: Path) -> None:
+    """One MLflow run per entry of a results file, in experiment ``f2rvlm-experiments``."""
+    import mlflow
+
+    from ffr_lib.tracking import start_run
+
+    data = json.loads(path.read_text())
+    entries = data.get("results", data)
+    for key, value in entries.items():
+        flat = {
+            f"{metric}_n{n}": float(v)
+            for n, metrics in value.items()
+            if isinstance(metrics, dict)
+            for metric, v in metrics.items()
+            if isinstance(v, int | float) and v == v  # NaN (no negative query) left out
+        }
+        flat.update({k: float(v) for k, v in value.items() if isinstance(v, int | float)})
+        params = {"run": key, "source": str(path), "device": str(data.get("device", ""))}
+        with start_run("f2rvlm-experiments", run_name=key, params=params):
+            mlflow.log_metrics(flat)
+        print("logged", key, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default="base", help="names of VARIANTS, optionally @N")
@@ -212,7 +235,15 @@ def main() -> None:
     ap.add_argument("--zero-shot-variants", default=None)
     ap.add_argument("--results", default=None, help="results file (default <out>/results.json)")
     ap.add_argument("--mlflow", action="store_true")
+    ap.add_argument(
+        "--log-results",
+        default=None,
+        help="only log a saved results file (e.g. bench/results/*.json) to MLflow and exit",
+    )
     args = ap.parse_args()
+    if args.log_results:
+        log_results(Path(args.log_results))
+        return
 
     import torch
 
