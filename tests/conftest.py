@@ -6,9 +6,10 @@
   milliseconds), exported as ``FFR_DATABASE_URL`` for the code under test and dropped afterwards;
 - ``blank_db_url`` (function): the same but without migrations (to test the migration runner).
 
-Safety net for every test (autouse, session): ``FFR_DATABASE_URL`` is unset and ``FFR_PGDATA`` /
-``FFR_PG_PORT`` point at a temp folder and a free port, so no test can write to a developer's or a
-production database, or touch ``dagster_home/pgdata``, even by accident.
+Safety net for every test (autouse, session): ``FFR_DATABASE_URL`` is unset, ``FFR_HOME`` is a
+temp folder, and ``FFR_PGDATA`` / ``FFR_PG_PORT`` point at a temp folder and a free port, so no
+test can write to a developer's or a production database, read a developer's local state, or
+touch ``dagster_home/pgdata``, even by accident.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def _isolated_database_env(pg_scratch: Path) -> Iterator[Path]:
         # Nor may a test write to the developer's MLflow store or reports folder.
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{pg_scratch / 'mlflow.db'}")
         patch.setenv("FFR_REPORTS_DIR", str(pg_scratch / "reports"))
+        # Nor read the developer's local state (a trained adapter under dagster_home/f2rvlm
+        # changes what FFRS serves by default); converted weights stay where setup put them.
+        from ffr_lib.settings import get_settings
+
+        patch.setenv("FFR_MODELS_DIR", str(get_settings().models_dir))
+        patch.setenv("FFR_HOME", str(pg_scratch / "home"))
         yield pgdata
         dispose_engines()
         # Stops the session server, or one a test started on demand by accident.

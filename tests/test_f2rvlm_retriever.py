@@ -18,6 +18,8 @@ from ffr_lib.f2rvlm.hints import (
     content_words,
     hint_annotations,
     overlap_scores,
+    preselect_ids,
+    relevance_scores,
     utterance_texts,
 )
 from ffr_lib.f2rvlm.profiles import get_profile
@@ -93,6 +95,56 @@ def test_training_records_local_gold_and_negative_windows() -> None:
     r0 = records[0]
     assert r0["completion"][0]["content"] == r0["solution"]
     assert r0["image_owner"] == [6] and len(r0["utterance_texts"]) == 8
+
+
+def test_negative_queries_keep_their_own_windows() -> None:
+    query = Query(id="n", dialogue_id="d", text="volcano", type=QueryType.NEGATIVE)
+    for windows in (0, 1, 2):
+        profile = get_profile("tiny", negative_query_windows=windows)
+        records = training_records({"d": _dialogue()}, [query], profile, seed=0)
+        assert len(records) == windows
+        assert all(r["solution"] == "U none; I none" for r in records)
+
+
+def test_preselect_ids_top_scores_with_context_in_dialogue_order() -> None:
+    scores = np.array([0.0, 0.9, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.7, 0.0])
+    assert preselect_ids(scores, 2, 1) == [0, 1, 2, 7, 8, 9]
+    assert preselect_ids(scores, 3, 0) == [1, 4, 8]
+    assert preselect_ids(scores, 1, 3) == [0, 1, 2, 3, 4]
+    assert preselect_ids(np.zeros(3), 5, 1) == [0, 1, 2]  # fewer utterances than asked
+
+
+def test_combined_hints_add_overlap_to_the_dense_cosine() -> None:
+    d = _dialogue()
+
+    def embed(texts: list[str]) -> np.ndarray:  # query and glacier lines on one axis
+        return np.array([[1.0, 0.0] if "glacier" in t else [0.0, 1.0] for t in texts])
+
+    dense = relevance_scores(d, "glacier", HintSettings(method="minilm"), embed)
+    combined = relevance_scores(d, "glacier", HintSettings(method="combined"), embed)
+    overlap = relevance_scores(d, "glacier", HintSettings(method="overlap"))
+    assert dense[5] == pytest.approx(1.0) and dense[0] == pytest.approx(0.0)
+    assert combined == pytest.approx(dense + overlap)
+    with pytest.raises(ValueError, match="embed"):
+        relevance_scores(d, "glacier", HintSettings(method="combined"))
+
+
+def test_preselected_prompt_reads_only_the_candidates() -> None:
+    profile = get_profile("tiny")
+    profile.hints = HintSettings(method="overlap", preselect_top=2, preselect_context=1)
+    prompts = window_prompts(_dialogue(), "glacier lake", profile)
+    assert len(prompts) == 1
+    window = prompts[0].window
+    assert window.utterance_ids == (4, 5, 6, 7) and window.image_ids == (0,)
+    user = prompts[0].prompt.user
+    assert "<|utt_id_start|>1<|utt_id_end|> Ann: we hiked to the glacier lake (r3)" in user
+    assert "<|utt_id_start|>4<|utt_id_end|>" not in user
+    query = Query(id="q", dialogue_id="d", text="glacier lake", type=QueryType.MULTIMODAL,
+                  gold_utterance_ids=[5, 6], gold_image_ids=[0])  # fmt: skip
+    (record,) = training_records({"d": _dialogue()}, [query], profile)
+    assert record["solution"] == "U 1-2; I 0"
+    with pytest.raises(ValueError, match="preselect"):
+        HintSettings(method="none", preselect_top=3)
 
 
 def test_vlm_messages_have_one_image_part_per_tag() -> None:

@@ -17,7 +17,7 @@ class EvaluationReportConfig(Config):
     limit: int | None = Field(default=None, description="first N queries only (None = all)")
     k: int = Field(default=20, description="fragments FEM / FFRS recall per query")
     systems: list[str] | None = Field(
-        default=None, description="systems to run (None = all ten, see `ffr eval --help`)"
+        default=None, description="systems to run (None = the default list, see `ffr eval --help`)"
     )
 
 

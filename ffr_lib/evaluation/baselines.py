@@ -9,6 +9,8 @@
 | ``ffrs-fragment`` | corpus | FFRS with the whole recalled fragments merged per dialogue (no F2RVLM) |
 | ``ffrs`` | corpus | FFRS: FEM top-K, F2RVLM picks inside each fragment, merged per dialogue |
 | ``f2rvlm`` | single | F2RVLM alone over the whole dialogue (sliding windows) |
+| ``f2rvlm-sft`` | single | the same, with the SFT adapter the given GRPO adapter was trained from |
+| ``f2rvlm-zero-shot`` | single | the same, untrained backbone (optional: not in the default list) |
 | ``position-prior`` | single | the gold's typical position and length, fitted on other queries |
 | ``overlap-window`` | single | the window sharing the most query words |
 | ``minilm-window`` | single | the contiguous run of utterances most similar to the query (MiniLM) |
@@ -337,6 +339,38 @@ class F2RVLMOnly(_ModelSystem):
         return read_whole_dialogue(self._reader, dialogue, query)
 
 
+class F2RVLMStage(F2RVLMOnly):
+    """F2RVLM alone at an earlier stage of the given adapter's chain, so the report shows what
+    each stage adds: ``sft`` (the SFT adapter a GRPO adapter was trained from) or ``zero-shot``
+    (the untrained backbone with the adapter's prompt settings)."""
+
+    def __init__(self, model: str | Path | Any | None, stage: str, k: int = 20) -> None:
+        super().__init__(model, k)
+        self.stage = stage
+        self.name = f"f2rvlm-{stage}"
+        self.description = f"F2RVLM alone, {stage} model"
+
+    def setup(self, corpus: Corpus) -> None:
+        from ffr_lib.f2rvlm.backbone import read_adapter_meta
+
+        if not isinstance(self.model, str | Path) or not Path(self.model).is_dir():
+            raise SystemSkipped("needs a trained adapter folder: pass --model ADAPTER_DIR")
+        try:
+            meta = read_adapter_meta(Path(self.model))
+        except FileNotFoundError as error:
+            raise SystemSkipped(str(error)) from error
+        if self.stage == "sft":
+            if meta.get("stage") != "grpo" or not meta.get("parents"):
+                raise SystemSkipped("the adapter is no GRPO adapter: `f2rvlm` is the SFT model")
+            self.model = meta["parents"][-1]
+        else:
+            from ffr_lib.f2rvlm.profiles import F2RVLMProfile
+            from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
+
+            self.model = F2RVLMRetriever.from_base(F2RVLMProfile.model_validate(meta["profile"]))
+        super().setup(corpus)
+
+
 class FFRSSystem(_ModelSystem):
     name = "ffrs"
     description = "FFRS: FEM top-K + F2RVLM pick, merged per dialogue"
@@ -470,10 +504,16 @@ SYSTEM_NAMES: tuple[str, ...] = (
     "ffrs-fragment",
     "ffrs",
     "f2rvlm",
+    "f2rvlm-sft",
     "position-prior",
     "overlap-window",
     "minilm-window",
 )
+
+#: Systems that run only when named: F2RVLM zero-shot never answers in the format (F1 0 on
+#: MLDR val, BENCHMARKS.md "F2RVLM experiments") and generates to the token budget on every
+#: window, so it is slow for nothing in the default report.
+OPTIONAL_SYSTEM_NAMES: tuple[str, ...] = ("f2rvlm-zero-shot",)
 
 
 def build_systems(
@@ -487,9 +527,10 @@ def build_systems(
     report themselves as skipped. ``prior_data`` fits the position prior (use a split other than
     the evaluated one)."""
     names = list(names or SYSTEM_NAMES)
-    unknown = [n for n in names if n not in SYSTEM_NAMES]
+    known = SYSTEM_NAMES + OPTIONAL_SYSTEM_NAMES
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown systems {unknown}; known: {list(SYSTEM_NAMES)}")
+        raise ValueError(f"unknown systems {unknown}; known: {list(known)}")
     out: list[System] = []
     for name in names:
         if name == "bm25-utt":
@@ -506,6 +547,8 @@ def build_systems(
             out.append(FFRSSystem(model, k))
         elif name == "f2rvlm":
             out.append(F2RVLMOnly(model, k))
+        elif name in ("f2rvlm-sft", "f2rvlm-zero-shot"):
+            out.append(F2RVLMStage(model, name.removeprefix("f2rvlm-"), k))
         elif name == "position-prior":
             prior = PositionPrior()
             out.append(prior.fit(prior_data) if prior_data is not None else prior)

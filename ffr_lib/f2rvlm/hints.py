@@ -2,9 +2,16 @@
 ranking instead of searching the whole window on its own.
 
 Each utterance line gets a relevance bucket ``(r0)`` .. ``(rK)`` from a cheap scorer of
-(query, utterance text + captions of its images): word overlap (no model) or MiniLM cosine. The
-buckets are normalised over the WHOLE dialogue (not the window), so a window far from the
-answer shows only low buckets and the model can learn to answer "none" there.
+(query, utterance text + captions of its images): word overlap (no model), MiniLM cosine, or
+both added (``combined``). The buckets are normalised over the WHOLE dialogue (not the window),
+so a window far from the answer shows only low buckets and the model can learn to answer "none"
+there.
+
+Candidate pre-selection (``preselect_top``): instead of reading the dialogue in sliding windows,
+the model reads ONE prompt holding the ``preselect_top`` best-scored utterances, each with
+``preselect_context`` neighbours on both sides, in dialogue order (local ids 0..). Generation
+then refines a short list instead of searching every window, and the per-window abstentions
+and union merge of sliding windows disappear (one answer per query).
 """
 
 from __future__ import annotations
@@ -14,11 +21,11 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ffr_lib.data.model import Dialogue
 
-HintMethod = Literal["none", "overlap", "minilm"]
+HintMethod = Literal["none", "overlap", "minilm", "combined"]
 Embedder = Callable[[list[str]], np.ndarray]
 
 _WORD_RE = re.compile(r"[a-z0-9]+")
@@ -162,9 +169,29 @@ class HintSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: HintMethod = "overlap"
+    method: HintMethod = Field(
+        "overlap",
+        description="scorer: none | overlap (share of query content words in the line) | minilm "
+        "(MiniLM cosine) | combined (the two added)",
+    )
     buckets: int = Field(3, ge=1, description="relevance levels above 0")
     template: str = Field("(r{level})", description="annotation text; {level} field")
+    annotate: bool = Field(True, description="write the buckets into the lines")
+    preselect_top: int | None = Field(
+        None,
+        ge=1,
+        description="read only the N best-scored utterances (plus context) in one prompt "
+        "instead of sliding windows; None = sliding windows over the whole dialogue",
+    )
+    preselect_context: int = Field(
+        1, ge=0, description="neighbours shown on each side of a pre-selected utterance"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> HintSettings:
+        if self.preselect_top is not None and self.method == "none":
+            raise ValueError("preselect_top needs a hint scorer (method != none)")
+        return self
 
 
 def content_words(text: str) -> set[str]:
@@ -208,8 +235,34 @@ def relevance_scores(
     if settings.method == "overlap":
         return overlap_scores(query, texts)
     if embed is None:
-        raise ValueError("hint method 'minilm' needs an embed function")
-    return embedding_scores(query, texts, embed)
+        raise ValueError(f"hint method {settings.method!r} needs an embed function")
+    dense = embedding_scores(query, texts, embed)
+    if settings.method == "combined":
+        return dense + overlap_scores(query, texts)
+    return dense
+
+
+def needs_embedder(settings: HintSettings) -> bool:
+    return settings.method in ("minilm", "combined")
+
+
+def default_embedder(settings: HintSettings) -> Embedder | None:
+    """The MiniLM text encoder when the hint scorer needs one, else None."""
+    if not needs_embedder(settings):
+        return None
+    from ffr_lib.fem.encoder import get_text_encoder
+
+    encoder = get_text_encoder()
+    return lambda texts: np.asarray(encoder.encode(list(texts)))
+
+
+def preselect_ids(scores: np.ndarray, top: int, context: int) -> list[int]:
+    """Utterance ids shown by candidate pre-selection: the ``top`` best scores (earlier first on
+    ties) and ``context`` neighbours on each side, in dialogue order."""
+    n = len(scores)
+    best = [int(i) for i in np.argsort(-np.asarray(scores), kind="stable")[:top]]
+    shown = {j for i in best for j in range(max(0, i - context), min(n, i + context + 1))}
+    return sorted(shown)
 
 
 def buckets(scores: np.ndarray, levels: int) -> list[int]:
@@ -220,12 +273,20 @@ def buckets(scores: np.ndarray, levels: int) -> list[int]:
     return [0 if s <= 0 else max(1, int(np.ceil(levels * s / top - 1e-9))) for s in scores]
 
 
+def annotations_from_scores(scores: np.ndarray, settings: HintSettings) -> dict[int, str] | None:
+    """Annotation per GLOBAL utterance id from precomputed scores; None when hints are off or
+    not written into the lines."""
+    if settings.method == "none" or not settings.annotate:
+        return None
+    levels = buckets(scores, settings.buckets)
+    return {i: settings.template.format(level=level) for i, level in enumerate(levels)}
+
+
 def hint_annotations(
     dialogue: Dialogue, query: str, settings: HintSettings, embed: Embedder | None = None
 ) -> dict[int, str] | None:
     """Annotation per GLOBAL utterance id for ``render_prompt(annotations=...)``; None when
     hints are off."""
-    if settings.method == "none":
+    if settings.method == "none" or not settings.annotate:
         return None
-    levels = buckets(relevance_scores(dialogue, query, settings, embed), settings.buckets)
-    return {i: settings.template.format(level=level) for i, level in enumerate(levels)}
+    return annotations_from_scores(relevance_scores(dialogue, query, settings, embed), settings)

@@ -11,6 +11,14 @@ SFT example at ~690 tokens, i.e. ~3 s at ~300 (cost is linear in prompt length).
 running side by side. A demo run at 240 SFT examples managed only ~11 s per step on the shared machine (load 6-10),
 so ``cpu-small`` is 120 SFT examples, 24 curriculum prompts and 8 GRPO steps of 4 x 24 tokens,
 about 12 minutes of training on a quiet machine; ``cpu-full`` is the profile for quality.
+
+Quality (bench/f2rvlm_mldr.py, BENCHMARKS.md "F2RVLM experiments", the cpu-small recipe trained
+on a borrowed GPU, MLDR val): sliding windows with word-overlap hints and
+``negative_window_ratio`` 0.5 (the cpu-small settings) gave the best SFT model, F1 0.267 on the
+demo's 40 queries (zero-shot 0, position prior 0.125, word-overlap window 0.390, MiniLM window
+0.399). Fewer negatives (0.2 plus one window per negative query), MiniLM+overlap hints and
+candidate pre-selection (``hints.preselect_top``) were all worse at this size; 8 GRPO steps
+lowered F1 (0.170 -> 0.140 on the pre-selection variant).
 """
 
 from __future__ import annotations
@@ -34,31 +42,35 @@ SHORT_INSTRUCTION = (
 class SFTSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float = 1e-4
-    epochs: float = 1.0
-    warmup_ratio: float = 0.05
-    batch_size: int = 1
-    grad_accum: int = 1
-    max_length: int = 1024
-    max_examples: int | None = Field(None, description="cap on training prompts (None = all)")
+    learning_rate: float = Field(1e-4, description="AdamW learning rate of the LoRA weights")
+    epochs: float = Field(1.0, description="passes over the records (fractions allowed)")
+    warmup_ratio: float = Field(0.05, description="share of the steps with a linear warm-up")
+    batch_size: int = Field(1, description="records per device step")
+    grad_accum: int = Field(1, description="device steps per optimizer step")
+    max_length: int = Field(1024, description="prompt + answer tokens kept (longer: truncated)")
+    max_examples: int | None = Field(
+        None,
+        description="cap on training queries sampled from the split and on the records built "
+        "from them (None = all)",
+    )
     max_steps: int = Field(-1, description="-1 = epochs decide")
-    logging_steps: int = 10
+    logging_steps: int = Field(10, description="trainer log interval (steps)")
 
 
 class GRPOSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float = 2e-6
-    num_generations: int = 8
+    learning_rate: float = Field(2e-6, description="learning rate of the GRPO LoRA adapter")
+    num_generations: int = Field(8, description="completions sampled per prompt (the group)")
     prompts_per_step: int = Field(1, ge=1, description="distinct prompts in one optimizer step")
-    beta: float = 0.02
-    epsilon: float = 0.2
-    epsilon_high: float = 0.28
-    temperature: float = 1.0
-    top_p: float = 0.85
-    max_completion_length: int = 48
+    beta: float = Field(0.02, description="KL weight towards the SFT model")
+    epsilon: float = Field(0.2, description="clip range, low side")
+    epsilon_high: float = Field(0.28, description="clip range, high side (DAPO clip-higher)")
+    temperature: float = Field(1.0, description="sampling temperature of the group")
+    top_p: float = Field(0.85, description="nucleus sampling of the group")
+    max_completion_length: int = Field(48, description="tokens per sampled completion")
     max_steps: int = Field(-1, description="-1 = one pass over the curriculum data")
-    max_examples: int | None = None
+    max_examples: int | None = Field(None, description="cap on curriculum records used")
     dynamic_sampling: bool = Field(
         True,
         description="drop prompts whose sampled group has zero reward variance (DAPO-style), "
@@ -67,16 +79,20 @@ class GRPOSettings(BaseModel):
     presample_generations: int = Field(
         4, ge=2, description="completions per prompt in the zero-variance pre-pass"
     )
-    reward_weights: RewardWeights = Field(default_factory=RewardWeights)
-    logging_steps: int = 1
+    reward_weights: RewardWeights = Field(
+        default_factory=RewardWeights,
+        description="weights of R_F1 / R_Fragment / R_Format (paper 1 / 1 / 0.3); R_Fragment "
+        "needs the FEM encoder",
+    )
+    logging_steps: int = Field(1, description="trainer log interval (steps)")
 
 
 class CurriculumSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="order GRPO data easy -> hard (False: as built)")
     max_examples: int | None = Field(None, description="prompts scored by the SFT model")
-    max_new_tokens: int = 48
+    max_new_tokens: int = Field(48, description="greedy answer length when scoring")
 
 
 class F2RVLMProfile(BaseModel):
@@ -86,28 +102,49 @@ class F2RVLMProfile(BaseModel):
 
     name: str
     backbone: str = Field("smollm2-135m", description="alias, folder or hub id")
-    backbone_kind: BackboneKind = "auto"
-    image_mode: ImageMode = "caption"
-    answer_form: AnswerForm = "compact"
-    add_marker_tokens: bool = True
+    backbone_kind: BackboneKind = Field("auto", description="text | vlm | auto (from config)")
+    image_mode: ImageMode = Field(
+        "caption", description="images as caption/OCR text (text LM) or <image> pixels (VLM)"
+    )
+    answer_form: AnswerForm = Field(
+        "compact", description="what the model writes: compact (U 3-5; I 1) or reference"
+    )
+    add_marker_tokens: bool = Field(
+        True, description="id markers as single tokens with trainable embeddings"
+    )
     window_utterances: int = Field(12, ge=2, description="utterances per fragment-local prompt")
-    window_overlap: int = Field(4, ge=0)
+    window_overlap: int = Field(4, ge=0, description="utterances shared by neighbouring windows")
     negative_window_ratio: float = Field(
-        0.5, ge=0, description="windows without gold kept per window with gold (training)"
+        0.5,
+        ge=0,
+        description="training, query with gold: windows without gold kept per window with gold "
+        "(rounded half up)",
+    )
+    negative_query_windows: int = Field(
+        0,
+        ge=0,
+        description="training, negative query: windows kept (all answer none); 1 measured "
+        "worse than 0 at cpu-small size (BENCHMARKS.md, F2RVLM experiments)",
     )
     instruction: str | None = Field(
         SHORT_INSTRUCTION,
         description="task text of the prompt; None = the long reference instruction. Short "
         "saves ~120 tokens per window prompt (cost is linear in prompt length)",
     )
-    hints: HintSettings = Field(default_factory=HintSettings)
-    lora: LoraSettings = Field(default_factory=LoraSettings)
-    sft: SFTSettings = Field(default_factory=SFTSettings)
-    curriculum: CurriculumSettings = Field(default_factory=CurriculumSettings)
-    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
+    hints: HintSettings = Field(
+        default_factory=HintSettings,
+        description="cheap-retriever relevance hints on the lines and optional candidate "
+        "pre-selection (ffr_lib.f2rvlm.hints)",
+    )
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA r / alpha")
+    sft: SFTSettings = Field(default_factory=SFTSettings, description="stage 1")
+    curriculum: CurriculumSettings = Field(
+        default_factory=CurriculumSettings, description="SFT-model scoring pass"
+    )
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings, description="stage 2")
     max_new_tokens: int = Field(48, description="generation budget at inference")
-    seed: int = 0
-    device: Literal["cpu", "auto"] = "auto"
+    seed: int = Field(0, description="record sampling and trainer seed")
+    device: Literal["cpu", "auto"] = Field("auto", description="cpu, or auto (CUDA if present)")
 
 
 PROFILES: dict[str, F2RVLMProfile] = {
@@ -129,8 +166,12 @@ PROFILES: dict[str, F2RVLMProfile] = {
         max_new_tokens=256,
     ),
     # Demo profile: ~30 min on 2 CPU cores (sized in bench/f2rvlm_trial.py; see module doc).
+    # Sliding windows + overlap hints + negative_window_ratio 0.5 measured best (module doc).
     "cpu-small": F2RVLMProfile(
         name="cpu-small",
+        negative_window_ratio=0.5,
+        negative_query_windows=0,
+        hints=HintSettings(method="overlap"),
         sft=SFTSettings(max_examples=120, max_length=512, logging_steps=10),
         curriculum=CurriculumSettings(max_examples=24),
         grpo=GRPOSettings(

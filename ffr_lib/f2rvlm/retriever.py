@@ -3,6 +3,8 @@
 A dialogue is cut into windows (``profile.window_utterances`` utterances, overlapping); each
 window is rendered with local ids (plus cheap-retriever hints when the profile has them), the
 model answers each window, and the answers are mapped back to global ids and merged (union).
+With candidate pre-selection (``profile.hints.preselect_top``) the model reads one prompt of the
+best-scored utterances instead (:mod:`ffr_lib.f2rvlm.hints`).
 Training records are built by the same function, so train and inference prompts never drift.
 """
 
@@ -19,7 +21,12 @@ import numpy as np
 from ffr_lib.data.model import Dialogue, Query
 from ffr_lib.f2rvlm.answer import ParsedAnswer, format_in, parse
 from ffr_lib.f2rvlm.backbone import Backbone, load_backbone, load_trained, read_adapter_meta
-from ffr_lib.f2rvlm.hints import hint_annotations
+from ffr_lib.f2rvlm.hints import (
+    annotations_from_scores,
+    default_embedder,
+    preselect_ids,
+    relevance_scores,
+)
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile, get_profile
 from ffr_lib.f2rvlm.prompt import IMAGE_TOKEN, PromptConfig, RenderedPrompt, render_prompt
 from ffr_lib.f2rvlm.windows import Window, WindowConfig, merge_window_answers, plan_windows
@@ -35,7 +42,7 @@ class WindowPrompt:
 
 def prompt_config(profile: F2RVLMProfile) -> PromptConfig:
     instruction = profile.instruction
-    if instruction is not None and profile.hints.method == "none":
+    if instruction is not None and (profile.hints.method == "none" or not profile.hints.annotate):
         instruction = instruction.replace("(rN) is a relevance hint, higher is more relevant. ", "")
     return PromptConfig(
         image_mode=profile.image_mode, answer_form=profile.answer_form, instruction=instruction
@@ -47,11 +54,23 @@ def window_prompts(
 ) -> list[WindowPrompt]:
     """The fragment-local prompts of ``query`` over ``dialogue`` (one per window)."""
     config = prompt_config(profile)
-    overlap = min(profile.window_overlap, profile.window_utterances - 1)
-    windows = plan_windows(
-        dialogue, WindowConfig(max_utterances=profile.window_utterances, overlap=overlap)
+    hints = profile.hints
+    scores = (
+        relevance_scores(dialogue, query, hints, embed)
+        if hints.method != "none" and (hints.annotate or hints.preselect_top)
+        else None
     )
-    notes = hint_annotations(dialogue, query, profile.hints, embed)
+    if hints.preselect_top is not None and scores is not None and dialogue.utterances:
+        shown = preselect_ids(scores, hints.preselect_top, hints.preselect_context)
+        keep = set(shown)
+        images = tuple(im.index for u in shown for im in dialogue.images if im.utterance_index == u)
+        windows = [Window(tuple(shown), images)] if keep else []
+    else:
+        overlap = min(profile.window_overlap, profile.window_utterances - 1)
+        windows = plan_windows(
+            dialogue, WindowConfig(max_utterances=profile.window_utterances, overlap=overlap)
+        )
+    notes = annotations_from_scores(scores, hints) if scores is not None else None
     return [
         WindowPrompt(w, render_prompt(dialogue, query, config, list(w.utterance_ids), notes))
         for w in windows
@@ -96,8 +115,10 @@ def training_records(
     load_pixels: Callable[[Any], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One record per (query, window): windows holding gold, plus a sample of windows without
-    it (``negative_window_ratio``) so the model learns to answer "none". Records carry chat
-    ``prompt``, ``completion`` (SFT), ``solution`` and gold/text columns (rewards)."""
+    it so the model learns to answer "none": ``negative_window_ratio`` per window with gold for
+    a query with gold (rounded half up), ``negative_query_windows`` for a negative query.
+    Records carry chat ``prompt``, ``completion`` (SFT), ``solution`` and gold/text columns
+    (rewards)."""
     rng = random.Random(seed)
     vlm = profile.image_mode == "placeholder"
     records: list[dict[str, Any]] = []
@@ -108,7 +129,10 @@ def training_records(
         for wp in prompts:
             local_u, local_i = wp.prompt.to_local(query.gold_utterance_ids, query.gold_image_ids)
             (with_gold if (local_u or local_i) else without).append((wp, local_u, local_i))
-        n_neg = round(profile.negative_window_ratio * max(1, len(with_gold)))
+        if with_gold:
+            n_neg = int(profile.negative_window_ratio * len(with_gold) + 0.5)
+        else:
+            n_neg = profile.negative_query_windows
         chosen = with_gold + rng.sample(without, min(n_neg, len(without)))
         for wp, local_u, local_i in chosen:
             answer = format_in(local_u, local_i, profile.answer_form)
@@ -270,7 +294,7 @@ class F2RVLMRetriever:
     ) -> None:
         self.backbone = backbone
         self.profile = profile
-        self.embed = embed
+        self.embed = embed if embed is not None else default_embedder(profile.hints)
 
     @classmethod
     def from_adapter(

@@ -40,12 +40,11 @@ class F2RVLMStageConfig(BaseModel):
         return (self.out_dir or get_settings().home / "f2rvlm") / stage
 
 
-def _embed_for(profile: F2RVLMProfile) -> Any:
-    if profile.hints.method != "minilm":
-        return None
-    from ffr_lib.fem.encoder import get_text_encoder
+def embed_for(profile: F2RVLMProfile) -> Any:
+    """The embed function the profile's hints need (None for word-overlap hints)."""
+    from ffr_lib.f2rvlm.hints import default_embedder
 
-    return get_text_encoder().encode
+    return default_embedder(profile.hints)
 
 
 def build_records(
@@ -61,7 +60,7 @@ def build_records(
     if max_queries is not None:
         queries = queries[:max_queries]
     records = training_records(
-        dataset.dialogue_by_id(), queries, profile, embed=_embed_for(profile), seed=seed
+        dataset.dialogue_by_id(), queries, profile, embed=embed_for(profile), seed=seed
     )
     rng.shuffle(records)
     return records
