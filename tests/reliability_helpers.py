@@ -8,7 +8,9 @@ tests/test_reliability_crash.py (the indexing process that gets SIGKILLed):
 from __future__ import annotations
 
 import sys
+import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +95,27 @@ def utterance_rows(url: str) -> list[FragmentRow]:
         )
         for d, i, speaker, text, ts in found
     ]
+
+
+def run_at_once(
+    task: Callable[[], object], copies: int = 2, timeout: float = 60
+) -> tuple[list, list]:
+    """Run ``copies`` of ``task`` in threads; returns (results, exceptions raised)."""
+    results: list = []
+    errors: list = []
+
+    def run() -> None:
+        try:
+            results.append(task())
+        except Exception as exc:  # noqa: BLE001 - returned to the caller, which asserts on it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(copies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return results, errors
 
 
 def main(argv: list[str]) -> int:

@@ -24,7 +24,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import FAST_OPTIONS, TEMPLATE_DB
-from reliability_helpers import MODEL, HashEmbedder, index_content, utterance_rows
+from reliability_helpers import (
+    MODEL,
+    HashEmbedder,
+    index_content,
+    run_at_once,
+    utterance_rows,
+)
 
 from ffr_lib.db import (
     DatabaseUnavailable,
@@ -159,20 +165,13 @@ def test_two_hnsw_builds_of_one_version_at_once(db_url: str, synthetic_dataset) 
     with connect(db_url) as db:
         db.execute(f"DROP INDEX ffr.{index_name(MODEL)}")
         db.commit()
-    start, results, errors = threading.Barrier(2), [], []
+    start = threading.Barrier(2)
 
-    def build() -> None:
+    def build() -> bool:
         start.wait()
-        try:
-            results.append(ensure_hnsw(MODEL, url=db_url))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
+        return ensure_hnsw(MODEL, url=db_url)
 
-    threads = [threading.Thread(target=build) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    results, errors = run_at_once(build, timeout=60)
     assert errors == []
     assert sorted(results) == [False, True]
 
@@ -198,19 +197,10 @@ def test_two_reindex_runs_of_one_batch_at_once_equal_one_run(
         write_dataset(dataset, url=url)
     index_rows(utterance_rows(clean_db_url), HashEmbedder(), url=clean_db_url)
     rows = utterance_rows(db_url)
-    barrier, stats, errors = threading.Barrier(2), [], []
-
-    def run() -> None:
-        try:
-            stats.append(index_rows(rows, _BarrierEmbedder(barrier), url=db_url))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    barrier = threading.Barrier(2)
+    stats, errors = run_at_once(
+        lambda: index_rows(rows, _BarrierEmbedder(barrier), url=db_url), timeout=120
+    )
     assert errors == []
     assert sorted(s.inserted for s in stats) == [0, len(rows)]
     assert sum(s.index_built for s in stats) == 1
