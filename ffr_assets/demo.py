@@ -72,7 +72,15 @@ def run_config(args: argparse.Namespace) -> dict:
         "f2rvlm_sft": f2rvlm,
         "f2rvlm_curriculum": f2rvlm,
         "f2rvlm_grpo": f2rvlm,
-        "evaluation_report": {"config": {"limit": args.eval_queries or None, "k": args.k}},
+        # Corpus mode on the corpus-style queries only (they name their chat, as a user would);
+        # `ffr eval` also scores the queries as written.
+        "evaluation_report": {
+            "config": {
+                "limit": args.eval_queries or None,
+                "k": args.k,
+                "corpus_queries": "corpus-style",
+            }
+        },
     }
     return {"ops": ops}
 
@@ -123,7 +131,12 @@ def _evaluate_outside_dagster(args: argparse.Namespace) -> None:
     library.setLevel(logging.INFO)
     run_evaluation(
         EvaluationConfig(
-            split="val", limit=args.eval_queries or None, k=args.k, build=False, run_name=None
+            split="val",
+            limit=args.eval_queries or None,
+            k=args.k,
+            build=False,
+            run_name=None,
+            corpus_queries="corpus-style",
         )
     )
 

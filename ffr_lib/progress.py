@@ -132,3 +132,35 @@ def track(
         for item in items:
             yield item
             bar.update(1)
+
+
+def trainer_progress(total_steps: int, desc: str, metric: str = "loss") -> Any:
+    """A transformers ``TrainerCallback`` reporting optimizer steps done, the latest logged
+    ``metric`` (``loss`` for SFT/FEM, ``reward`` for GRPO) and the time left, through
+    :class:`Progress` (a bar at a terminal, log lines for Dagster). ``total_steps`` is used
+    when the trainer does not know its own step count."""
+    from transformers import TrainerCallback
+
+    class _Report(TrainerCallback):
+        bar: Progress | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+            self.bar = Progress(state.max_steps or total_steps, desc, unit="steps")
+
+        def _show_latest(self, state, keys: tuple[str, ...]) -> None:  # noqa: ANN001
+            values = [e[k] for e in state.log_history for k in keys if k in e]
+            if values and self.bar is not None:
+                self.bar.desc = f"{desc} ({metric} {values[-1]:.3f})"
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            if self.bar is not None:
+                self._show_latest(state, (metric,))
+                self.bar.update(1)
+
+        def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            if self.bar is not None:
+                # The trainer logs the run's mean (train_loss) just before this call.
+                self._show_latest(state, (metric, f"train_{metric}"))
+                self.bar.close()
+
+    return _Report()

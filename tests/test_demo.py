@@ -12,6 +12,7 @@ def test_run_config_sizes_the_demo() -> None:
     assert run_config(_parse(["--eval-queries", "0"]))["ops"]["evaluation_report"]["config"] == {
         "limit": None,
         "k": 5,
+        "corpus_queries": "corpus-style",
     }
     assert _parse(["--skip-f2rvlm"]).skip_f2rvlm
 

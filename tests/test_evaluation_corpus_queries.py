@@ -139,3 +139,21 @@ def test_eval_command_reports_the_corpus_style_table(
     rows = (result.run_dir / "predictions").glob("mldr-val-corpus-style__corpus__bm25-utt.jsonl")
     lines = next(rows).read_text().splitlines()
     assert json.loads(lines[0])["query"].startswith("In the chat between Maya and Tom")
+
+    # Either kind alone: corpus-style only keeps the as-written queries for single mode.
+    for choice, expected in (
+        ("corpus-style", {"mldr-val/single", "mldr-val-corpus-style/corpus"}),
+        ("as-written", {"mldr-val/single", "mldr-val/corpus"}),
+    ):
+        only = run_evaluation(
+            EvaluationConfig(
+                path=folder,
+                systems=["bm25-utt"],
+                reports_dir=tmp_path / "reports",
+                run_name=f"t-{choice}",
+                mlflow=False,
+                corpus_queries=choice,
+            ),
+            url=db_url,
+        )
+        assert set(json.loads((only.run_dir / "metrics.json").read_text())) == expected

@@ -5,6 +5,7 @@ back for inference and are logged to MLflow."""
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,10 @@ def _profile(kind: str) -> Any:
 
 
 @pytest.mark.parametrize("kind", ["text", "vlm"])
-def test_sft_then_grpo_change_lora_weights(kind: str, tmp_path: Path, models_dir: Path) -> None:
+def test_sft_then_grpo_change_lora_weights(
+    kind: str, tmp_path: Path, models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ffr_lib.progress")
     profile = _profile(kind)
     dialogues = {"d1": _dialogue()}
     records = training_records(dialogues, _queries(), profile)
@@ -108,6 +112,10 @@ def test_sft_then_grpo_change_lora_weights(kind: str, tmp_path: Path, models_dir
     token_rows = [t for name, t in tensors.items() if "trainable_tokens" in name]
     assert token_rows and token_rows[0].shape[0] == len(SPECIAL_TOKENS)
     assert math.isfinite(sft.metrics["sft_train_loss"])
+    # Progress lines (what Dagster's run log shows): steps out of the known total.
+    lines = [r.getMessage() for r in caplog.records]
+    assert "F2RVLM SFT: 0/2 steps" in lines
+    assert any(line.startswith("F2RVLM SFT (loss ") and "2/2 steps in" in line for line in lines)
 
     scored = score_records(sft.adapter_dir, records)
     assert len(scored.f1) == len(records) == len(scored.entropy)
@@ -119,6 +127,8 @@ def test_sft_then_grpo_change_lora_weights(kind: str, tmp_path: Path, models_dir
         reward_override=([_varied_reward], [1.0]),
     )  # fmt: skip
     assert grpo.metrics["grpo_steps"] == profile.grpo.max_steps
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("F2RVLM GRPO (reward ") and "2/2 steps in" in line for line in lines)
     after = _lora_tensors(grpo.adapter_dir)
     assert any(float(t.abs().sum()) > 0 for name, t in after.items() if "lora_B" in name)
     meta = read_adapter_meta(grpo.adapter_dir)

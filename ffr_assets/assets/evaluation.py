@@ -19,6 +19,11 @@ class EvaluationReportConfig(Config):
     systems: list[str] | None = Field(
         default=None, description="systems to run (None = the default list, see `ffr eval --help`)"
     )
+    corpus_queries: str = Field(
+        default="both",
+        description="corpus mode: both | as-written | corpus-style (the query variants that "
+        "name their chat); the demo scores corpus-style only",
+    )
 
 
 @asset(
@@ -49,6 +54,7 @@ def evaluation_report(
             limit=config.limit,
             k=config.k,
             systems=config.systems,
+            corpus_queries=config.corpus_queries,
             model=f2rvlm_grpo["adapter_dir"],
             build=False,
             run_name=f"asset-{context.run_id[:8]}",

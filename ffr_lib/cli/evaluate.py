@@ -48,10 +48,11 @@ def eval_command(
     reports_dir: Path | None = typer.Option(None, "--reports-dir", help="default <repo>/reports"),
     build: bool = typer.Option(True, "--build/--no-build", help="build missing MLDR splits"),
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log to MLflow"),
-    corpus_style: bool = typer.Option(
-        True,
-        "--corpus-style/--no-corpus-style",
-        help="corpus mode: also score the query variants that name their chat (MLDR)",
+    corpus_queries: str = typer.Option(
+        "both",
+        "--corpus-queries",
+        help="MLDR corpus mode: both | as-written | corpus-style (the query variants that "
+        "name their chat)",
     ),
 ) -> None:
     """Run every system (baselines, FEM, FFRS, F2RVLM) on a dataset and write the report."""
@@ -66,6 +67,11 @@ def eval_command(
     chosen_modes = [m.strip() for m in modes.split(",") if m.strip()]
     if not set(chosen_modes) <= {"single", "corpus"} or not chosen_modes:
         console.print(f"[red]--modes must name single and/or corpus, got {modes!r}")
+        raise typer.Exit(code=2)
+    if corpus_queries not in ("both", "as-written", "corpus-style"):
+        console.print(
+            f"[red]--corpus-queries must be both, as-written or corpus-style, got {corpus_queries!r}"
+        )
         raise typer.Exit(code=2)
     if dataset not in ("mldr", "locomo"):
         console.print(f"[red]unknown dataset {dataset!r} (mldr | locomo)")
@@ -86,7 +92,7 @@ def eval_command(
         reports_dir=reports_dir,
         build=build,
         mlflow=mlflow,
-        corpus_style=corpus_style,
+        corpus_queries=corpus_queries,  # type: ignore[arg-type]
     )
     try:
         result = run_evaluation(config)

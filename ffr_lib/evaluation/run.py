@@ -29,10 +29,11 @@ class EvaluationConfig(BaseModel):
     reports_dir: Path | None = Field(None, description="default <repo>/reports")
     build: bool = Field(True, description="build missing MLDR splits from PhotoChat")
     mlflow: bool = True
-    corpus_style: bool = Field(
-        True,
-        description="in corpus mode also score the corpus-style variants of the queries (they "
-        "name their chat; see ffr_lib.evaluation.corpus_queries) as dataset <name>-corpus-style",
+    corpus_queries: Literal["both", "as-written", "corpus-style"] = Field(
+        "both",
+        description="MLDR corpus mode: score the queries as written (dataset <name>), their "
+        "corpus-style variants that name their chat (dataset <name>-corpus-style, see "
+        "ffr_lib.evaluation.corpus_queries), or both",
     )
 
 
@@ -89,15 +90,22 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
     if config.dataset == "locomo":
         output = evaluate_locomo(data, systems, corpus=corpus, config=harness)
     else:
+        # The queries as written score in every chosen mode unless only the corpus-style
+        # variants are wanted, in which case they keep the single mode only.
+        as_written = harness
+        if config.corpus_queries == "corpus-style":
+            as_written = harness.model_copy(
+                update={"modes": [m for m in harness.modes if m != "corpus"]}
+            )
         output = evaluate(
             data,
             systems,
             corpus,
             name=name,
-            config=harness,
+            config=as_written,
             groupers=default_groupers(harness.length_buckets),
         )
-        if config.corpus_style and "corpus" in config.modes:
+        if config.corpus_queries != "as-written" and "corpus" in config.modes:
             from ffr_lib.evaluation.corpus_queries import SUFFIX, corpus_style
 
             variants, variant_counts = corpus_style(data)

@@ -35,6 +35,7 @@ from ffr_lib.f2rvlm.sft import (
     log_to_mlflow,
     train_and_save,
 )
+from ffr_lib.progress import trainer_progress
 
 REWARD_COLUMNS = (
     "prompt",
@@ -181,6 +182,7 @@ def train_grpo(
         train_dataset=dataset,
         processing_class=backbone.processor,
         peft_config=lora_config(backbone, profile.lora),
+        callbacks=[trainer_progress(max(1, settings.max_steps), "F2RVLM GRPO", metric="reward")],
     )
     output, seconds, adapter_dir = train_and_save(trainer, backbone, output_dir)
     sft_meta = read_adapter_meta(Path(sft_adapter))

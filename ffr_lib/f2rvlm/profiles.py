@@ -9,8 +9,10 @@ SFT example at ~690 tokens, i.e. ~3 s at ~300 (cost is linear in prompt length).
 2 cores shared with other test runs (load 5-6): 9-13 s per forward+backward of 350 tokens with
 1 thread (2 threads were 2-4x slower under contention), ~28-36 s per SFT step with two trials
 running side by side. A demo run at 240 SFT examples managed only ~11 s per step on the shared machine (load 6-10),
-so ``cpu-small`` is 120 SFT examples, 24 curriculum prompts and 8 GRPO steps of 4 x 24 tokens,
-about 12 minutes of training on a quiet machine; ``cpu-full`` is the profile for quality.
+so ``cpu-small`` is 120 SFT examples, 24 curriculum prompts and 4 GRPO steps of 4 x 24 tokens,
+about 13 minutes of training on a quiet machine (SFT ~9 min at 4.6 s per step, GRPO ~37 s per
+step: 4 steps, not 8, keep the whole demo within 30 minutes; 8 steps moved the policy by a KL
+of ~5e-4 only); ``cpu-full`` is the profile for quality.
 
 Quality (bench/f2rvlm_mldr.py, BENCHMARKS.md "F2RVLM experiments", the cpu-small recipe trained
 on a borrowed GPU, MLDR val): sliding windows with word-overlap hints and
@@ -177,7 +179,7 @@ PROFILES: dict[str, F2RVLMProfile] = {
         grpo=GRPOSettings(
             num_generations=4,
             prompts_per_step=1,
-            max_steps=8,
+            max_steps=4,
             learning_rate=1e-5,
             max_completion_length=24,
             presample_generations=2,

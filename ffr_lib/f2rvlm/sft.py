@@ -7,6 +7,7 @@ then computes the loss on the completion only. The adapter folder gets ``ffr_ada
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from ffr_lib.f2rvlm.backbone import Backbone, load_backbone, lora_config, write_adapter_meta
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile
+from ffr_lib.progress import trainer_progress
 
 
 @dataclass
@@ -41,6 +43,8 @@ def common_trainer_args(profile: F2RVLMProfile, output_dir: Path) -> dict[str, A
         "bf16": False,
         "fp16": False,
         "seed": profile.seed,
+        # Progress comes from ffr_lib.progress.trainer_progress (a bar at a terminal and log
+        # lines in Dagster) instead of the trainer's own tqdm bar.
         "disable_tqdm": True,
         # trl turns checkpointing on by default; a 135M model fits easily and recomputing
         # activations costs ~30% more CPU time.
@@ -81,6 +85,14 @@ def log_to_mlflow(
     if model_name:
         register_model_version(run_id, "adapter", model_name)
     return run_id
+
+
+def _sft_steps(n_records: int, settings: Any) -> int:
+    """Optimizer steps SFT will take (shown by the progress line)."""
+    if settings.max_steps > 0:
+        return settings.max_steps
+    per_step = max(1, settings.batch_size * settings.grad_accum)
+    return max(1, math.ceil(n_records * settings.epochs / per_step))
 
 
 def train_sft(
@@ -125,6 +137,7 @@ def train_sft(
         train_dataset=dataset,
         processing_class=backbone.processor,
         peft_config=lora_config(backbone, profile.lora),
+        callbacks=[trainer_progress(_sft_steps(len(records), settings), "F2RVLM SFT")],
     )
     output, seconds, adapter_dir = train_and_save(trainer, backbone, output_dir)
     write_adapter_meta(

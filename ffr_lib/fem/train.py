@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.model import Dialogue, Query
 from ffr_lib.fem.fragment_text import FragmentRow, FragmentTextConfig, fragment_rows
+from ffr_lib.progress import trainer_progress
 from ffr_lib.segment.fragments import Fragment
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def train_fem(
         args=args,
         train_dataset=data,
         loss=MultipleNegativesRankingLoss(model),
-        callbacks=[_progress_callback(steps_per_epoch * config.epochs)],
+        callbacks=[trainer_progress(steps_per_epoch * config.epochs, "FEM training")],
     )
     from ffr_lib.threads import torch_threads
 
@@ -237,32 +238,6 @@ def train_fem(
         losses=losses,
         seconds=seconds,
     )
-
-
-def _progress_callback(total_steps: int) -> Any:
-    """A trainer callback reporting steps done, the latest loss and the time left
-    (:class:`ffr_lib.progress.Progress`: a bar at a terminal, log lines for Dagster)."""
-    from transformers import TrainerCallback
-
-    from ffr_lib.progress import Progress
-
-    class _Report(TrainerCallback):
-        bar: Progress | None = None
-
-        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-            self.bar = Progress(state.max_steps or total_steps, "FEM training", unit="steps")
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            if self.bar is not None:
-                losses = [e["loss"] for e in state.log_history if "loss" in e]
-                self.bar.desc = f"FEM training (loss {losses[-1]:.3f})" if losses else self.bar.desc
-                self.bar.update(1)
-
-        def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            if self.bar is not None:
-                self.bar.close()
-
-    return _Report()
 
 
 def train_params(config: FemTrainConfig) -> dict[str, Any]:
