@@ -113,3 +113,41 @@ def test_unsupported_modes_and_unbuilt_systems_are_reported_skipped() -> None:
     # It always answers utterance 0 of the given dialogue: right dialogue, wrong utterance.
     assert single["n"] == 3 and single["recall@1"] == 0.0 and single["dialogue_acc@1"] == 1.0
     assert single["abstain_rate"] == 0.0 and single["utt_fp"] == 3
+
+
+class _Reader(_SingleOnly):
+    """Stands in for a generator system: answers the gold utterances exactly."""
+
+    name = "reader"
+    reads_with_generator = True
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        self.asked.append(query)
+        gold = next(q for q in DATASET.queries if q.text == query)
+        unit = RankedFragment(dialogue.id, gold.gold_utterance_ids, gold.gold_image_ids, 1.0)
+        return Prediction(merge_per_dialogue([unit]), [unit])
+
+
+def test_reader_limit_scores_generators_on_a_spread_subset_and_everyone_on_it_too() -> None:
+    from ffr_lib.evaluation.harness import HarnessConfig, spread
+
+    assert spread([1, 2, 3, 4, 5, 6], 3) == [1, 3, 5] and spread([1, 2], 5) == [1, 2]
+    reader, cheap = _Reader(), _SingleOnly()
+    config = HarnessConfig(modes=["single"], reader_limit=2)
+    out = evaluate(DATASET, [reader, cheap], Corpus.in_memory(DATASET), name="toy", config=config)
+    # The reader read q1 and q2 only (indices 0 and int(1.5)); the cheap system all three.
+    assert reader.asked == ["x", "y"]
+    assert out.metrics["toy/single"]["reader"]["n"] == 2
+    assert out.metrics["toy/single"]["single-only"]["n"] == 3
+    # The subset table holds both systems on exactly q1 and q2.
+    subset = out.metrics["toy-reader-subset/single"]
+    assert subset["reader"]["n"] == subset["single-only"]["n"] == 2
+    assert subset["reader"]["f1"] == 1.0
+    assert [r.query.id for r in out.runs["toy-reader-subset/single"][1].records] == ["q1", "q2"]
+    # Without a limit (or when every query fits) there is no subset table.
+    plain = evaluate(DATASET, [_Reader()], Corpus.in_memory(DATASET), name="toy",
+                     config=HarnessConfig(modes=["single"], reader_limit=3))  # fmt: skip
+    assert set(plain.metrics) == {"toy/single"}

@@ -106,3 +106,6 @@ def test_markdown_has_modality_and_ranking_tables_and_dataset_notes() -> None:
     assert "Single-dialogue mode" in text
     assert "corpus-style variants" in text  # the corpus-style note, not the plain corpus one
     assert text.count("so all systems score low") == 0
+    subset = render_markdown({"mldr-val-reader-subset/single": {"s": m}})
+    assert "exactly the queries the F2RVLM systems read" in subset
+    assert "Single-dialogue mode: each query" not in subset  # its own note, not the plain one

@@ -14,7 +14,14 @@ from ffr_assets.resources import DatabaseResource, MlflowResource
 
 class EvaluationReportConfig(Config):
     split: str = Field(default="val", description="MLDR split to evaluate: val | test")
-    limit: int | None = Field(default=None, description="first N queries only (None = all)")
+    limit: int | None = Field(
+        default=None, description="N queries only, spread evenly over the split (None = all)"
+    )
+    reader_limit: int | None = Field(
+        default=None,
+        description="queries the F2RVLM systems score, spread over the evaluated ones (None = "
+        "all); every system is also scored on exactly those",
+    )
     k: int = Field(default=20, description="fragments FEM / FFRS recall per query")
     systems: list[str] | None = Field(
         default=None, description="systems to run (None = the default list, see `ffr eval --help`)"
@@ -52,6 +59,7 @@ def evaluation_report(
         EvaluationConfig(
             split=config.split,
             limit=config.limit,
+            reader_limit=config.reader_limit,
             k=config.k,
             systems=config.systems,
             corpus_queries=config.corpus_queries,

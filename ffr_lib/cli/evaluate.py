@@ -2,7 +2,7 @@
 and `ffr query` (FFRS over the indexed corpus, or F2RVLM over one dialogue).
 
     ffr eval --dataset mldr --split val [--systems bm25-utt,fem] [--k 20] [--limit N]
-             [--model ADAPTER] [--modes single,corpus]
+             [--reader-limit N] [--model ADAPTER] [--modes single,corpus]
     ffr eval --dataset locomo --path locomo10.json
     ffr query "the photo of the lake" [--k 20] [--dialogue ID] [--model ADAPTER]
 
@@ -39,7 +39,16 @@ def eval_command(
         None, "--systems", "-s", help="systems to run (repeat or comma list; default all)"
     ),
     k: int = typer.Option(20, "--k", "-k", min=1, max=1000, help="fragments FFRS/FEM recall"),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="first N queries only"),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="N queries only, spread evenly over the split"
+    ),
+    reader_limit: int | None = typer.Option(
+        None,
+        "--reader-limit",
+        min=1,
+        help="queries the F2RVLM systems (f2rvlm, f2rvlm-sft, ffrs; seconds each on a CPU) "
+        "score, spread over the evaluated ones; every system is also scored on exactly those",
+    ),
     model: str | None = typer.Option(
         None, "--model", "-m", help="trained F2RVLM adapter folder or profile name"
     ),
@@ -86,6 +95,7 @@ def eval_command(
         systems=_split_list(systems),
         k=k,
         limit=limit,
+        reader_limit=reader_limit,
         model=model,
         modes=chosen_modes,  # type: ignore[arg-type]
         run_name=run_name,

@@ -304,6 +304,7 @@ class _ModelSystem(System):
     """Shares one loaded F2RVLM between the systems built with the same ``model``."""
 
     _loaded: dict[str, Any] = {}
+    reads_with_generator = True
 
     def __init__(self, model: str | Path | Any | None, k: int = 20, batch_size: int = 8) -> None:
         self.model, self.k, self.batch_size = model, k, batch_size

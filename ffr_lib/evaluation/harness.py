@@ -40,7 +40,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,6 +58,8 @@ from ffr_lib.evaluation.metrics import (
 from ffr_lib.ffrs.types import Prediction, RankedFragment
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Mode = Literal["single", "corpus"]
 MODES: tuple[Mode, ...] = ("single", "corpus")
@@ -220,6 +222,9 @@ class System:
     name: str = "system"
     modes: tuple[Mode, ...] = MODES
     description: str = ""
+    #: Reads with the generator (seconds per query on a CPU): scores only the
+    #: ``HarnessConfig.reader_limit`` queries when that is set.
+    reads_with_generator: bool = False
 
     def setup(self, corpus: Corpus) -> None:
         """Build what the system needs over ``corpus`` (indexes, vectors); may raise
@@ -250,7 +255,16 @@ class HarnessConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modes: list[Mode] = Field(default_factory=lambda: list(MODES))
-    limit: int | None = Field(None, ge=1, description="first N queries only")
+    limit: int | None = Field(
+        None, ge=1, description="N queries only, spread evenly over the dataset (None = all)"
+    )
+    reader_limit: int | None = Field(
+        None,
+        ge=1,
+        description="queries the generator systems (F2RVLM, FFRS) score, spread evenly over the "
+        "evaluated ones (None = all); every system is then also scored on exactly those "
+        "queries, as dataset <name>-reader-subset",
+    )
     ks: list[int] = Field(default_factory=lambda: list(KS))
     length_buckets: tuple[int, int] = Field(
         (35, 65), description="dialogue length bucket edges in turns: <35, 35-65, >65"
@@ -287,11 +301,16 @@ def evaluation_queries(dataset: Dataset, limit: int | None = None) -> list[Query
     dataset (every n-th), so a small sample still covers many dialogues, query types and
     families instead of the first few dialogues only. Deterministic."""
     by_id = dataset.dialogue_by_id()
-    queries = [q for q in dataset.queries if q.dialogue_id in by_id]
-    if not limit or limit >= len(queries):
-        return queries
-    step = len(queries) / limit
-    return [queries[int(i * step)] for i in range(limit)]
+    return spread([q for q in dataset.queries if q.dialogue_id in by_id], limit)
+
+
+def spread(items: Sequence[T], limit: int | None) -> list[T]:
+    """``limit`` of ``items`` taken evenly (every n-th, from the first); all when ``limit`` is
+    None or not smaller."""
+    if not limit or limit >= len(items):
+        return list(items)
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
 
 
 def run_system(system: System, queries: Sequence[Query], corpus: Corpus, mode: Mode) -> SystemRun:
@@ -493,6 +512,8 @@ def evaluate(
     config = config or HarnessConfig()
     groupers = dict(groupers if groupers is not None else default_groupers(config.length_buckets))
     queries = evaluation_queries(dataset, config.limit)
+    reader_queries = spread(queries, config.reader_limit)
+    subset = len(reader_queries) < len(queries)
     metrics: dict[str, dict[str, dict[str, Any]]] = {}
     runs: dict[str, list[SystemRun]] = {}
     for mode in config.modes:
@@ -500,9 +521,34 @@ def evaluate(
         metrics[key], runs[key] = {}, []
         for system in systems:
             log.info("%s: %s", key, system.name)
-            run = run_system(system, queries, corpus, mode)
+            chosen = reader_queries if system.reads_with_generator else queries
+            run = run_system(system, chosen, corpus, mode)
             runs[key].append(run)
             metrics[key][system.name] = score_run(run, corpus, groupers, config.ks)
         for system_name, reason in (skipped or {}).items():
             metrics[key][system_name] = {"skipped": reason}
+        readers_ran = any(r.records for r in runs[key] if r.system in _reader_names(systems))
+        if subset and readers_ran:
+            # Every system on exactly the queries the generator systems read: the fair
+            # comparison with them (the full table compares the others on all queries).
+            ids = {q.id for q in reader_queries}
+            sub_key = f"{name}-{READER_SUBSET}/{mode}"
+            runs[sub_key] = [_only(run, ids) for run in runs[key]]
+            metrics[sub_key] = {
+                run.system: score_run(run, corpus, groupers, config.ks) for run in runs[sub_key]
+            }
     return EvalOutput(metrics, runs)
+
+
+#: Dataset-name suffix of the tables restricted to the generator systems' queries.
+READER_SUBSET = "reader-subset"
+
+
+def _reader_names(systems: Sequence[System]) -> set[str]:
+    return {s.name for s in systems if s.reads_with_generator}
+
+
+def _only(run: SystemRun, ids: set[str]) -> SystemRun:
+    """``run`` restricted to the queries ``ids``."""
+    records = [r for r in run.records if r.query.id in ids]
+    return SystemRun(run.system, run.mode, records, run.skipped, run.setup_seconds)

@@ -114,6 +114,16 @@ def _groups(per_system: Mapping[str, Mapping[str, Any]], grouper: str, metric: s
 #: What each kind of dataset key means, by suffix (printed under its heading).
 DATASET_NOTES: tuple[tuple[str, str], ...] = (
     (
+        "-reader-subset/single",
+        "Every system on exactly the queries the F2RVLM systems read (a spread subset, "
+        "`--reader-limit`): the fair comparison with F2RVLM. Single-dialogue mode.",
+    ),
+    (
+        "-reader-subset/corpus",
+        "Every system on exactly the queries FFRS read (a spread subset, `--reader-limit`): "
+        "the fair comparison with FFRS. Corpus mode.",
+    ),
+    (
         "-corpus-style/corpus",
         "Corpus mode on the corpus-style variants of the positive queries: each names its chat "
         "(speakers and other topics) and only variants that fit exactly one dialogue are kept "

@@ -22,7 +22,15 @@ class EvaluationConfig(BaseModel):
     path: Path | None = Field(None, description="dataset file/folder (LoCoMo json; MLDR folder)")
     systems: list[str] | None = Field(None, description="systems to run (None = all)")
     k: int = Field(20, ge=1, description="fragments FEM/FFRS recall")
-    limit: int | None = Field(None, ge=1, description="first N queries only")
+    limit: int | None = Field(
+        None, ge=1, description="N queries only, spread evenly over the split (None = all)"
+    )
+    reader_limit: int | None = Field(
+        None,
+        ge=1,
+        description="queries the F2RVLM systems (f2rvlm, f2rvlm-sft, ffrs) score, spread over "
+        "the evaluated ones (None = all); every system is also scored on exactly those",
+    )
     model: str | None = Field(None, description="trained F2RVLM adapter folder or profile name")
     modes: list[Literal["single", "corpus"]] = Field(default_factory=lambda: ["single", "corpus"])
     run_name: str | None = None
@@ -73,7 +81,9 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
     from ffr_lib.evaluation.report import write_report
     from ffr_lib.ffrs.api import resolve_model
 
-    harness = HarnessConfig(modes=config.modes, limit=config.limit)
+    harness = HarnessConfig(
+        modes=config.modes, limit=config.limit, reader_limit=config.reader_limit
+    )
     spec = resolve_model(config.model)
     variant_counts: dict[str, int] | None = None
     if config.dataset == "mldr":
@@ -131,6 +141,7 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
             "dataset": name,
             "k": config.k,
             "limit": config.limit,
+            "reader_limit": config.reader_limit,
             "model": str(spec),
             "modes": ",".join(config.modes),
             "fem": corpus.embedding_model,
