@@ -100,11 +100,14 @@ def utterance_rows(url: str) -> list[FragmentRow]:
 def run_at_once(
     task: Callable[[], object], copies: int = 2, timeout: float = 60
 ) -> tuple[list, list]:
-    """Run ``copies`` of ``task`` in threads; returns (results, exceptions raised)."""
+    """Run ``copies`` of ``task`` in threads released together (a barrier, so they really
+    race); returns (results, exceptions raised)."""
     results: list = []
     errors: list = []
+    barrier = threading.Barrier(copies)
 
     def run() -> None:
+        barrier.wait()
         try:
             results.append(task())
         except Exception as exc:  # noqa: BLE001 - returned to the caller, which asserts on it

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -180,22 +179,9 @@ def test_badly_named_migration_is_refused(tmp_path: Path) -> None:
 
 
 def test_concurrent_runners_apply_each_migration_once(blank_db_url: str) -> None:
-    results: list[list[str]] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(3)
+    from reliability_helpers import run_at_once
 
-    def run() -> None:
-        barrier.wait()
-        try:
-            results.append(migrate(blank_db_url))
-        except BaseException as exc:  # surfaced by the assert below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results, errors = run_at_once(lambda: migrate(blank_db_url), copies=3)
     assert errors == []
     names = [m.name for m in discover()]
     # Runners may share the work (one applies some, another the rest after the lock), but each
