@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ffr_assets.demo import NEXT_STEPS, _parse, run_config, summary_tables
+from ffr_assets.demo import DEMO_SYSTEMS, NEXT_STEPS, _parse, run_config, summary_tables
 
 
 def test_run_config_sizes_the_demo() -> None:
@@ -13,7 +13,9 @@ def test_run_config_sizes_the_demo() -> None:
         "limit": None,
         "k": 5,
         "corpus_queries": "corpus-style",
+        "systems": DEMO_SYSTEMS,
     }
+    assert "ffrs" in DEMO_SYSTEMS and "f2rvlm" in DEMO_SYSTEMS and "f2rvlm-sft" not in DEMO_SYSTEMS
     assert _parse(["--skip-f2rvlm"]).skip_f2rvlm
 
 
