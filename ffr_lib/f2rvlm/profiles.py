@@ -9,12 +9,13 @@ SFT example at ~690 tokens, i.e. ~3 s at ~300 (cost is linear in prompt length).
 2 cores shared with other test runs (load 5-6): 9-13 s per forward+backward of 350 tokens with
 1 thread (2 threads were 2-4x slower under contention), ~28-36 s per SFT step with two trials
 running side by side. A demo run at 240 SFT examples managed only ~11 s per step on the shared machine (load 6-10),
-so ``cpu-small`` is 120 SFT examples, 24 curriculum prompts and 4 GRPO steps of 4 x 24 tokens,
-about 13 minutes of training on a quiet machine (SFT ~9 min at 4.6 s per step, GRPO ~37 s per
-step: 4 steps, not 8, keep the whole demo within 30 minutes; 8 steps moved the policy by a KL
-of ~5e-4 only); ``cpu-full`` is the profile for quality.
+so ``cpu-small`` is 100 SFT examples, 24 curriculum prompts and 4 GRPO steps of 4 x 24 tokens,
+about 12 minutes of training on a quiet machine (SFT ~8 min at 4.8 s per step, GRPO ~40 s per
+step). A fresh-clone ``make demo`` with 120 SFT examples took 30:00 (setup 4.7 min), so 100, and
+4 GRPO steps, not 8 (8 steps moved the policy by a KL of ~5e-4 only; BENCHMARKS.md); ``cpu-full`` is the profile for quality.
 
-Quality (bench/f2rvlm_mldr.py, BENCHMARKS.md "F2RVLM experiments", the cpu-small recipe trained
+Quality (bench/f2rvlm_mldr.py, BENCHMARKS.md "F2RVLM experiments", the cpu-small recipe, then with
+120 SFT examples, trained
 on a borrowed GPU, MLDR val): sliding windows with word-overlap hints and
 ``negative_window_ratio`` 0.5 (the cpu-small settings) gave the best SFT model, F1 0.267 on the
 demo's 40 queries (zero-shot 0, position prior 0.125, word-overlap window 0.390, MiniLM window
@@ -174,7 +175,7 @@ PROFILES: dict[str, F2RVLMProfile] = {
         negative_window_ratio=0.5,
         negative_query_windows=0,
         hints=HintSettings(method="overlap"),
-        sft=SFTSettings(max_examples=120, max_length=512, logging_steps=10),
+        sft=SFTSettings(max_examples=100, max_length=512, logging_steps=10),
         curriculum=CurriculumSettings(max_examples=24),
         grpo=GRPOSettings(
             num_generations=4,
