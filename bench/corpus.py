@@ -142,7 +142,10 @@ def embed_texts(
         path = Path(cache_dir) / f"{_cache_key(str(encoder.model_version), texts)}.npy"
         if cache_read and path.is_file():
             return np.load(path), True
-    vectors = np.asarray(encoder.encode(list(texts), batch_size=batch_size), dtype=np.float32)
+    # memo=False: a benchmark measures embedding, not the encoder's per-process memo.
+    vectors = np.asarray(
+        encoder.encode(list(texts), batch_size=batch_size, memo=False), dtype=np.float32
+    )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")

@@ -40,7 +40,8 @@ def test_corpus_queries_are_held_out_and_cache_round_trips(tmp_path: Path) -> No
         model_version = "fake@1"
         calls = 0
 
-        def encode(self, texts, batch_size=64):
+        def encode(self, texts, batch_size=64, memo=True):
+            assert memo is False  # the memo would hide the embedding cost being measured
             Counting.calls += 1
             return np.ones((len(texts), 4), np.float32)
 
@@ -64,7 +65,9 @@ def test_ffr_bench_tiny_run_writes_results(tmp_path: Path, ffr_home: Path, monke
             "bench",
             "--quick",
             "--sections",
-            "index,search",
+            "encoder,index,search",
+            "--encoder-sample",
+            "24",
             "--sizes",
             "150",
             "--large-sizes",
@@ -89,3 +92,8 @@ def test_ffr_bench_tiny_run_writes_results(tmp_path: Path, ffr_home: Path, monke
     assert 0.0 < small["hnsw"]["recall_at_10"] <= 1.0
     assert "## Search" in (out / "results.md").read_text()
     assert (out / "search_cost.png").stat().st_size > 1000
+    # Every encoder variant embedded the texts itself (none came from the encoder's memo).
+    variants = data["encoder"]["variants"]
+    assert set(variants) == {"fp32", "fp32-1thread", "int8", "int8-1thread", "fp32 (again)"}
+    assert all(v["memo_hits"] == 0 and v["fragments_per_s"] > 0 for v in variants.values())
+    assert 0.0 <= data["encoder"]["int8_vs_fp32"]["recall_at_10"] <= 1.0
