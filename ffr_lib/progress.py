@@ -134,18 +134,17 @@ def track(
             bar.update(1)
 
 
-def trainer_progress(total_steps: int, desc: str, metric: str = "loss") -> Any:
-    """A transformers ``TrainerCallback`` reporting optimizer steps done, the latest logged
-    ``metric`` (``loss`` for SFT/FEM, ``reward`` for GRPO) and the time left, through
-    :class:`Progress` (a bar at a terminal, log lines for Dagster). ``total_steps`` is used
-    when the trainer does not know its own step count."""
+def trainer_progress(desc: str, metric: str = "loss") -> Any:
+    """A transformers ``TrainerCallback`` reporting optimizer steps done out of the trainer's
+    own ``max_steps``, the latest logged ``metric`` (``loss`` for SFT/FEM, ``reward`` for GRPO)
+    and the time left, through :class:`Progress` (a bar at a terminal, log lines for Dagster)."""
     from transformers import TrainerCallback
 
     class _Report(TrainerCallback):
         bar: Progress | None = None
 
         def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-            self.bar = Progress(state.max_steps or total_steps, desc, unit="steps")
+            self.bar = Progress(state.max_steps, desc, unit="steps")
 
         def _show_latest(self, state, keys: tuple[str, ...]) -> None:  # noqa: ANN001
             values = [e[k] for e in state.log_history for k in keys if k in e]

@@ -514,6 +514,7 @@ def evaluate(
     queries = evaluation_queries(dataset, config.limit)
     reader_queries = spread(queries, config.reader_limit)
     subset = len(reader_queries) < len(queries)
+    reader_names = {s.name for s in systems if s.reads_with_generator}
     metrics: dict[str, dict[str, dict[str, Any]]] = {}
     runs: dict[str, list[SystemRun]] = {}
     for mode in config.modes:
@@ -527,8 +528,7 @@ def evaluate(
             metrics[key][system.name] = score_run(run, corpus, groupers, config.ks)
         for system_name, reason in (skipped or {}).items():
             metrics[key][system_name] = {"skipped": reason}
-        readers_ran = any(r.records for r in runs[key] if r.system in _reader_names(systems))
-        if subset and readers_ran:
+        if subset and any(r.records for r in runs[key] if r.system in reader_names):
             # Every system on exactly the queries the generator systems read: the fair
             # comparison with them (the full table compares the others on all queries).
             ids = {q.id for q in reader_queries}
@@ -542,10 +542,6 @@ def evaluate(
 
 #: Dataset-name suffix of the tables restricted to the generator systems' queries.
 READER_SUBSET = "reader-subset"
-
-
-def _reader_names(systems: Sequence[System]) -> set[str]:
-    return {s.name for s in systems if s.reads_with_generator}
 
 
 def _only(run: SystemRun, ids: set[str]) -> SystemRun:

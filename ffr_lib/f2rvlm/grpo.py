@@ -182,7 +182,7 @@ def train_grpo(
         train_dataset=dataset,
         processing_class=backbone.processor,
         peft_config=lora_config(backbone, profile.lora),
-        callbacks=[trainer_progress(max(1, settings.max_steps), "F2RVLM GRPO", metric="reward")],
+        callbacks=[trainer_progress("F2RVLM GRPO", metric="reward")],
     )
     output, seconds, adapter_dir = train_and_save(trainer, backbone, output_dir)
     sft_meta = read_adapter_meta(Path(sft_adapter))

@@ -7,7 +7,6 @@ then computes the loss on the completion only. The adapter folder gets ``ffr_ada
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,14 +86,6 @@ def log_to_mlflow(
     return run_id
 
 
-def _sft_steps(n_records: int, settings: Any) -> int:
-    """Optimizer steps SFT will take (shown by the progress line)."""
-    if settings.max_steps > 0:
-        return settings.max_steps
-    per_step = max(1, settings.batch_size * settings.grad_accum)
-    return max(1, math.ceil(n_records * settings.epochs / per_step))
-
-
 def train_sft(
     profile: F2RVLMProfile,
     records: list[dict[str, Any]],
@@ -137,7 +128,7 @@ def train_sft(
         train_dataset=dataset,
         processing_class=backbone.processor,
         peft_config=lora_config(backbone, profile.lora),
-        callbacks=[trainer_progress(_sft_steps(len(records), settings), "F2RVLM SFT")],
+        callbacks=[trainer_progress("F2RVLM SFT")],
     )
     output, seconds, adapter_dir = train_and_save(trainer, backbone, output_dir)
     write_adapter_meta(

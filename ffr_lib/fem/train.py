@@ -215,7 +215,7 @@ def train_fem(
         args=args,
         train_dataset=data,
         loss=MultipleNegativesRankingLoss(model),
-        callbacks=[trainer_progress(steps_per_epoch * config.epochs, "FEM training")],
+        callbacks=[trainer_progress("FEM training")],
     )
     from ffr_lib.threads import torch_threads
 
