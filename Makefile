@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test lint format demo ui bench clean db-up db-down
+.PHONY: setup browser test lint format demo ui bench clean db-up db-down
 
 setup: $(STAMP)
 
@@ -25,7 +25,12 @@ $(STAMP): pyproject.toml Makefile
 	@touch $(STAMP)
 	@echo "setup done: $(VENV) is ready"
 
-test: setup
+# The browser test (tests/browser/) drives Debian's Chromium: installed here when missing (needs
+# root and Debian's mirrors); without root this stops before the suite with the command to run.
+browser:
+	@bash .ci/install-chromium.sh
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 lint: setup

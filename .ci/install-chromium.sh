@@ -11,7 +11,8 @@ if have chromium && have chromedriver; then
     echo "chromium and chromedriver already installed"
 else
     if [ "$(id -u)" -ne 0 ]; then
-        echo "install-chromium.sh: chromium/chromedriver missing and not root; run:" >&2
+        echo "The browser test needs Chromium and ChromeDriver, which are missing, and installing" >&2
+        echo "them needs root. Run this once, then run the tests again:" >&2
         echo "  sudo apt-get update && sudo apt-get install -y chromium chromium-driver" >&2
         exit 1
     fi

@@ -97,23 +97,53 @@ def _assert_same_as_clean(url: str, clean_url: str) -> None:
     assert valid == [(True,)]
 
 
+def _waiting_on_lock(url: str, app: str, statement: str) -> bool:
+    """The indexer's backend runs ``statement`` and waits for a lock (one the test holds)."""
+    with connect(url, autocommit=True) as db:
+        row = db.execute(
+            "SELECT query, wait_event_type FROM pg_stat_activity WHERE application_name = %s "
+            "AND datname = current_database()",
+            (app,),
+        ).fetchone()
+    return row is not None and row[0].startswith(statement) and row[1] == "Lock"
+
+
+# Where the kill lands, made certain by a lock the test holds (never a guess in time):
+# - copy: the test has inserted, uncommitted, the same fragment as row 2,000 of the batch, so the
+#   indexer's write transaction stores batches 1-6 and then waits at batch 7's INSERT (ON CONFLICT
+#   waits for the test's transaction to decide);
+# - hnsw: the test holds ROW EXCLUSIVE on ffr.fragments, which lets the rows be written and
+#   committed but makes CREATE INDEX (SHARE) wait inside the index-build transaction.
+COPY_BATCH_ROWS, BLOCKED_ROW = 300, 2_000
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("phase", "marker"),
-    [("copy", ("COPY fragments_stage", "INSERT INTO ffr.fragments")), ("hnsw", ("CREATE INDEX",))],
+    ("phase", "statement"), [("copy", "INSERT INTO ffr.fragments"), ("hnsw", "CREATE INDEX")]
 )
 def test_sigkill_mid_batch_then_rerun_equals_a_clean_run(
-    db_url: str, clean_db_url: str, synthetic_dataset, phase: str, marker: tuple[str, ...]
+    db_url: str, clean_db_url: str, synthetic_dataset, phase: str, statement: str
 ) -> None:
     dataset = synthetic_dataset(300, 14)  # 4,200 fragments (one per utterance)
     for url in (db_url, clean_db_url):
         write_dataset(dataset, url=url)
     index_rows(utterance_rows(clean_db_url), HashEmbedder(), url=clean_db_url)
 
+    holder = connect(db_url)  # the test's open transaction: the lock the indexer waits on
+    if phase == "copy":
+        row = utterance_rows(db_url)[BLOCKED_ROW]
+        holder.execute(
+            "INSERT INTO ffr.fragments (id, dialogue_id, text, content_hash, embedding_model) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (row.id, row.dialogue_id, row.text, row.content_hash, MODEL),
+        )
+    else:
+        holder.execute("LOCK TABLE ffr.fragments IN ROW EXCLUSIVE MODE")
+
     app = f"ffr-kill-{phase}"
     env = {**os.environ, "PGAPPNAME": app, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, str(HELPER), "index", db_url, "300"],
+        [sys.executable, str(HELPER), "index", db_url, str(COPY_BATCH_ROWS)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -121,24 +151,24 @@ def test_sigkill_mid_batch_then_rerun_equals_a_clean_run(
     )
     try:
 
-        def at_marker() -> bool:
+        def at_pause_point() -> bool:
             assert proc.poll() is None, f"indexer finished before the kill: {proc.stdout.read()}"
-            backend = _backend(db_url, app)
-            return backend is not None and backend[1].startswith(marker)
+            return _waiting_on_lock(db_url, app, statement)
 
-        _wait(at_marker, 120, f"the indexer to reach {marker}")
-        if phase == "copy":
-            time.sleep(0.2)  # a few of the 14 COPY batches of the one write transaction
+        _wait(at_pause_point, 120, f"the indexer to wait at {statement}")
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
+        # The server notices the dead client while it waits (client_connection_check_interval)
+        # and rolls its transaction back; only then does the test let go of its lock.
+        killed = time.monotonic()
+        _wait(lambda: _backend(db_url, app) is None, 60, "the killed indexer's backend to end")
+        print(f"{phase}: backend gone {time.monotonic() - killed:.2f} s after SIGKILL")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    # The server notices the dead client (client_connection_check_interval) and rolls back.
-    killed = time.monotonic()
-    _wait(lambda: _backend(db_url, app) is None, 60, "the killed indexer's backend to end")
-    print(f"{phase}: backend gone {time.monotonic() - killed:.2f} s after SIGKILL")
+        holder.rollback()
+        holder.close()
     with connect(db_url) as db:
         stored = db.execute(
             "SELECT count(*) FROM ffr.fragments WHERE embedding_model = %s", (MODEL,)
