@@ -5,9 +5,12 @@ report that compares every system."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 from dagster import DagsterInstance, materialize
+from typer.testing import CliRunner
 
 from ffr_assets.assets.f2rvlm import (
     f2rvlm_curriculum,
@@ -18,8 +21,34 @@ from ffr_assets.assets.f2rvlm import (
 from ffr_assets.assets.mldr import mldr_splits
 from ffr_assets.assets.raw import raw_dialogues
 from ffr_assets.definitions import defs
+from ffr_assets.demo import NEXT_STEPS
 from ffr_assets.resources import DatabaseResource, MlflowResource
+from ffr_lib.cli import app
+from ffr_lib.db import connect
 from ffr_lib.f2rvlm.backbone import read_adapter_meta
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def sql_examples() -> list[str]:
+    """Every SQL statement the README's ```sql blocks and the demo's closing text show."""
+    readme = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```sql\n(.*?)```", readme, flags=re.S)
+    blocks.append(NEXT_STEPS.split("  SQL (", 1)[1].split("\n\n", 1)[0].split("\n", 1)[1])
+    statements = []
+    for block in blocks:
+        code = "\n".join(line for line in block.splitlines() if not line.strip().startswith("--"))
+        statements += [" ".join(part.split()) for part in code.split(";") if part.strip()]
+    return statements
+
+
+def search_examples() -> list[list[str]]:
+    """The `ffr search` commands of the demo's closing text, as argument lists."""
+    return [
+        shlex.split(line.split("ffr ", 1)[1].split("#", 1)[0])
+        for line in NEXT_STEPS.splitlines()
+        if "ffr search" in line
+    ]
 
 
 def test_f2rvlm_assets_train_and_chain_adapters(db_url: str, ffr_home: Path) -> None:
@@ -87,6 +116,8 @@ def test_f2rvlm_assets_train_and_chain_adapters(db_url: str, ffr_home: Path) -> 
             run_config={"ops": ops},
         )
         assert step_result.success, step
+        if step == "fragment_index":
+            _examples_return_rows(db_url)
     report = step_result.output_for_node("evaluation_report")
     metrics = json.loads((Path(report["run_dir"]) / "metrics.json").read_text())
     # Corpus mode twice: the queries as written, and their corpus-style variants.
@@ -104,3 +135,19 @@ def test_f2rvlm_assets_train_and_chain_adapters(db_url: str, ffr_home: Path) -> 
     assert (Path(report["run_dir"]) / "recall_at_k.png").is_file()
     markdown = (Path(report["run_dir"]) / "report.md").read_text()
     assert "Fragment segmentation on mldr-val" in markdown and "| fixed_windows |" in markdown
+
+
+def _examples_return_rows(db_url: str) -> None:
+    """What the README and the demo's closing text tell users to try returns rows on the demo's
+    kind of data (PhotoChat-built MLDR dialogues cut and indexed by the trained FEM)."""
+    statements = sql_examples()
+    assert len(statements) >= 4
+    with connect(db_url) as db:
+        for statement in statements:
+            assert db.execute(statement).fetchall(), f"no rows: {statement}"
+    commands = search_examples()
+    assert commands
+    for args in commands:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "no fragment matches" not in result.output, result.output

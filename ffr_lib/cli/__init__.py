@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from ffr_lib.cli import bench, db, demo, evaluate, ingest, models, retrieve, search, ui
+from ffr_lib.quiet import quiet_libraries
 
 app = typer.Typer(
     name="ffr",
@@ -13,6 +14,21 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Show library output too: transformers' weight-loading bars, FutureWarnings and "
+        "the debug lines of bm25s and others (off: only FFR's own progress and results).",
+    ),
+) -> None:
+    quiet_libraries(verbose)
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 app.command("ingest")(ingest.ingest)

@@ -70,9 +70,7 @@ def eval_command(
     from ffr_lib.evaluation.run import EvaluationConfig, run_evaluation
 
     console = Console()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("bm25s", "httpx", "sentence_transformers"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # library noise: ffr --verbose
     chosen_modes = [m.strip() for m in modes.split(",") if m.strip()]
     if not set(chosen_modes) <= {"single", "corpus"} or not chosen_modes:
         console.print(f"[red]--modes must name single and/or corpus, got {modes!r}")
