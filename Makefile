@@ -36,6 +36,7 @@ test: setup browser
 lint: setup
 	$(BIN)/ruff check ffr_lib ffr_assets tests bench
 	$(BIN)/ruff format --check ffr_lib ffr_assets tests bench
+	$(BIN)/lint-imports --no-logo
 
 format: setup
 	$(BIN)/ruff format ffr_lib ffr_assets tests bench

@@ -280,8 +280,8 @@ def build_index(
     vectors of an identical earlier build (``cache_read=False``: embed and only write them, to
     time the embedding). ``version_suffix`` names a separate FEM version (e.g.
     to index the same vectors with another IndexConfig in the same database)."""
-    from ffr_lib.fem.encoder import TextEncoder
     from ffr_lib.index import IndexConfig, index_rows
+    from ffr_lib.models.encoder import TextEncoder
     from ffr_lib.store import write_dataset
 
     config = config or IndexConfig()

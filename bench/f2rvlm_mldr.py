@@ -93,7 +93,7 @@ def variant_profile(name: str, extra: dict[str, Any]) -> Any:
 
 
 def record_stats(records: list[dict[str, Any]], profile: Any) -> dict[str, float]:
-    from ffr_lib.f2rvlm.answer import parse
+    from ffr_lib.data.format.answer import parse
 
     n = len(records)
     empty = sum(parse(r["solution"], profile.answer_form).is_empty for r in records)

@@ -205,7 +205,7 @@ def bench_encoder(cfg: SuiteConfig, log: Callable[[str], None]) -> dict[str, Any
     """Embedding throughput per variant on the same texts, and int8 quality vs fp32."""
     import torch
 
-    from ffr_lib.fem.encoder import TextEncoder
+    from ffr_lib.models.encoder import TextEncoder
 
     corpus = load_corpus(cfg.encoder_sample, n_queries=min(cfg.queries, 200))
     texts = corpus.texts[: cfg.encoder_sample]
@@ -676,8 +676,8 @@ def machine() -> dict[str, Any]:
 
 def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the selected sections; write results.json / results.md / search_cost.png."""
-    from ffr_lib.fem.encoder import TextEncoder
     from ffr_lib.index import IndexConfig
+    from ffr_lib.models.encoder import TextEncoder
     from ffr_lib.settings import get_settings
 
     os.environ.pop("FFR_DATABASE_URL", None)

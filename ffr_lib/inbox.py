@@ -25,7 +25,9 @@ from pathlib import Path
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
+from ffr_lib.data.readers import FORMATS, read_dataset
 from ffr_lib.settings import get_settings
+from ffr_lib.store import write_dataset
 
 BATCH_PREFIX = "inbox-"
 
@@ -36,8 +38,6 @@ def inbox_dir() -> Path:
 
 def format_of(path: Path) -> str:
     """The reader format a file's name asks for (see the module docstring)."""
-    from ffr_lib.data.readers import FORMATS
-
     suffixes = [s.lstrip(".") for s in path.suffixes]
     if len(suffixes) >= 2 and suffixes[-2] in FORMATS:
         return suffixes[-2]
@@ -85,8 +85,6 @@ class Accepted:
 
 def read_tagged(path: Path, fmt: str, batch: str) -> Dataset:
     """Read and validate a batch file; every dialogue is tagged with its batch key."""
-    from ffr_lib.data.readers import read_dataset
-
     dataset = read_dataset(path, fmt)
     if not dataset.dialogues:
         raise InputError("the file holds no dialogue", file=path)
@@ -138,8 +136,6 @@ def accepted_file(batch: str, folder: Path | None = None) -> Path:
 
 def ingest_batch(url: str | None, batch: str, folder: Path | None = None) -> dict:
     """Store the accepted file of ``batch`` (one transaction; idempotent)."""
-    from ffr_lib.store import write_dataset
-
     path = accepted_file(batch, folder)
     dataset = read_tagged(path, format_of(path), batch)
     stats = write_dataset(dataset, url=url)

@@ -14,7 +14,7 @@
 | FFR_INBOX_SETTLE_SECONDS | `5` | a file must be unchanged this long before the sensor takes it |
 | FFR_REPORTS_DIR | `reports/` | where evaluation reports are written (`<run>/` and `latest/`) |
 | FFR_EXECUTOR | unset | `k8s` runs each step in its own pod (infra/README.md) |
-| FFR_ENCODER_THREADS | unset | torch threads while the FEM encodes (ffr_lib.fem.encoder) |
+| FFR_ENCODER_THREADS | unset | torch threads while the FEM encodes (ffr_lib.models.encoder) |
 | MLFLOW_TRACKING_URI | `sqlite:///$FFR_HOME/mlflow.db` | MLflow tracking store |
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ffr_lib.f2rvlm.answer import (
+from ffr_lib.data.format.answer import (
     compact_to_reference,
     format_answer,
     format_compact,

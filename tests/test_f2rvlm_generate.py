@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ffr_lib.data.format.prompt import render_prompt
 from ffr_lib.data.model import Dialogue, Utterance
 from ffr_lib.f2rvlm.profiles import get_profile
-from ffr_lib.f2rvlm.prompt import render_prompt
 from ffr_lib.f2rvlm.retriever import (
     F2RVLMRetriever,
     chat_messages,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ffr_lib.data.model import Dialogue, Image, Utterance
-from ffr_lib.f2rvlm.prompt import (
+from ffr_lib.data.format.prompt import (
     SPECIAL_TOKENS,
     PromptConfig,
     render_prompt,
 )
+from ffr_lib.data.model import Dialogue, Image, Utterance
 
 
 def dialogue() -> Dialogue:

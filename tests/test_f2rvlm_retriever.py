@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from ffr_lib.data.format.answer import parse
 from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
-from ffr_lib.f2rvlm.answer import parse
 from ffr_lib.f2rvlm.hints import (
     HintSettings,
     buckets,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ffr_lib.f2rvlm.answer import format_answer, format_compact
+from ffr_lib.data.format.answer import format_answer, format_compact
 from ffr_lib.f2rvlm.rewards import (
     REWARD_FACTORIES,
     REWARDS,

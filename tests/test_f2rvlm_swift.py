@@ -9,12 +9,12 @@ import pytest
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
+from ffr_lib.data.format.answer import format_answer
+from ffr_lib.data.format.prompt import PromptConfig
+from ffr_lib.data.format.swift import content_key, from_msswift, to_msswift, write_swift
 from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
 from ffr_lib.data.readers.msswift import read_msswift
-from ffr_lib.f2rvlm.answer import format_answer
-from ffr_lib.f2rvlm.prompt import PromptConfig
 from ffr_lib.f2rvlm.rewards import f1_reward, make_fragment_reward
-from ffr_lib.f2rvlm.swift_format import content_key, from_msswift, to_msswift, write_swift
 
 FIXTURES = Path(__file__).parent / "fixtures" / "msswift"
 

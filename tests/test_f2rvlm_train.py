@@ -14,13 +14,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ffr_lib.data.format.answer import parse
+from ffr_lib.data.format.prompt import SPECIAL_TOKENS
 from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
-from ffr_lib.f2rvlm.answer import parse
 from ffr_lib.f2rvlm.backbone import load_backbone, read_adapter_meta
 from ffr_lib.f2rvlm.difficulty import normalised_entropy, score_records
 from ffr_lib.f2rvlm.grpo import train_grpo
 from ffr_lib.f2rvlm.profiles import PROFILES, get_profile
-from ffr_lib.f2rvlm.prompt import SPECIAL_TOKENS
 from ffr_lib.f2rvlm.retriever import F2RVLMRetriever, training_records
 from ffr_lib.f2rvlm.sft import train_sft
 from ffr_lib.settings import get_settings

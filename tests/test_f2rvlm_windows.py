@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ffr_lib.data.format.answer import parse_answer
+from ffr_lib.data.format.prompt import render_prompt
 from ffr_lib.data.model import Dialogue, Image, Utterance
-from ffr_lib.f2rvlm.answer import parse_answer
-from ffr_lib.f2rvlm.prompt import render_prompt
 from ffr_lib.f2rvlm.windows import Window, WindowConfig, merge_window_answers, plan_windows
 
 

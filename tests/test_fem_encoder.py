@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ffr_lib.fem.encoder import TextEncoder, weights_fingerprint
 from ffr_lib.models import resolve_model
+from ffr_lib.models.encoder import TextEncoder, weights_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_model_version_is_stable_and_tracks_the_weights(
 
 
 def test_int8_encoder_is_close_to_fp32_and_versioned_apart(encoder: TextEncoder) -> None:
-    from ffr_lib.fem.encoder import split_spec
+    from ffr_lib.models.encoder import split_spec
 
     assert split_spec("minilm#int8") == ("minilm", "int8")
     assert split_spec("some#folder") == ("some#folder", "none")

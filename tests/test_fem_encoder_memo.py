@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ffr_lib.fem import encoder as encoder_module
-from ffr_lib.fem.encoder import TextEncoder
+from ffr_lib.models import encoder as encoder_module
+from ffr_lib.models.encoder import TextEncoder
 
 
 class _FakeModel:

@@ -72,7 +72,7 @@ def test_pairs_use_gold_fragment_and_same_dialogue_negative(splits) -> None:
 def test_training_lowers_loss_and_improves_recall_on_training_queries(
     splits, tmp_path: Path
 ) -> None:
-    from ffr_lib.fem.encoder import TextEncoder
+    from ffr_lib.models.encoder import TextEncoder
 
     tiny = _small(splits["train"], 3)
     config = FemTrainConfig(
@@ -176,7 +176,7 @@ def test_compare_on_out_of_source_chitchat_and_decide(splits) -> None:
     assert oos.queries and all(d.id.startswith("oos-") for d in oos.dialogues)
     sets = {"val": splits["val"], "out_of_source": oos, "questions": question_style(oos)}
     segment = default_segmenter(6)
-    from ffr_lib.fem.encoder import TextEncoder
+    from ffr_lib.models.encoder import TextEncoder
 
     minilm = TextEncoder.get("minilm")
     report = compare_models(_Random(), minilm, sets, segment)

@@ -36,8 +36,8 @@ def test_ids_are_compact() -> None:
 
 
 def test_search_command(db_url: str) -> None:
-    from ffr_lib.fem.encoder import TextEncoder
     from ffr_lib.index import index_rows
+    from ffr_lib.models.encoder import TextEncoder
     from ffr_lib.store import write_dataset
 
     runner = CliRunner(env={"COLUMNS": "200"})

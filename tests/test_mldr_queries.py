@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from ffr_lib.data.gold import set_f1
 from ffr_lib.data.model import Dialogue, Image, QueryType, Utterance
 from ffr_lib.mldr.builder import BuilderConfig, build_long_dialogues
 from ffr_lib.mldr.difficulty import (
@@ -14,7 +15,6 @@ from ffr_lib.mldr.difficulty import (
     family_difficulty,
     overlap_window_predict,
     query_f1,
-    set_f1,
 )
 from ffr_lib.mldr.lexicon import category_stems
 from ffr_lib.mldr.queries import FAMILY_TYPES, QueryConfig, generate_queries, is_unanswerable

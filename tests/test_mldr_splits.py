@@ -87,10 +87,10 @@ def test_write_and_read_back(splits, tmp_path) -> None:
             back.dialogues[0].metadata["topic_boundaries"]
             == ds.dialogues[0].metadata["topic_boundaries"]
         )
-    if "swift_skipped" not in written:
-        lines = (tmp_path / "mldr" / "swift" / "val.jsonl").read_text().splitlines()
-        assert len(lines) == len(splits["val"].queries)
-        assert {"messages", "solution"} <= set(json.loads(lines[0]))
+    assert set(written["swift"]) == set(splits)
+    lines = (tmp_path / "mldr" / "swift" / "val.jsonl").read_text().splitlines()
+    assert len(lines) == len(splits["val"].queries)
+    assert {"messages", "solution"} <= set(json.loads(lines[0]))
 
 
 def test_stats(splits) -> None:

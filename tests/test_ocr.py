@@ -108,8 +108,8 @@ def test_with_ocr_fills_only_undescribed_images(sign: Path) -> None:
 
 @pytest.mark.db
 def test_uncaptioned_image_is_findable_by_its_text(db_url: str, sign: Path) -> None:
-    from ffr_lib.fem.encoder import TextEncoder
     from ffr_lib.index import hybrid_by_vector, index_rows, search
+    from ffr_lib.models.encoder import TextEncoder
     from ffr_lib.store import write_dataset
 
     dialogue = _dialogue(sign)

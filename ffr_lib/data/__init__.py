@@ -1,4 +1,6 @@
-"""Dialogue data: the typed model, the canonical on-disk format and readers for other formats."""
+"""Dialogue data: the typed model, the canonical on-disk format, readers for other formats, the
+text formats of the retrieval task (``format``: prompt, answer, ms-swift sample) and what a
+query's gold covers (``gold``)."""
 
 from ffr_lib.data.errors import InputError
 from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance

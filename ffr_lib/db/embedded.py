@@ -34,6 +34,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from ffr_lib.settings import get_settings
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 55432
@@ -62,8 +64,6 @@ class EmbeddedConfig(BaseModel):
 
     @classmethod
     def from_env(cls, pgdata: Path | None = None) -> EmbeddedConfig:
-        from ffr_lib.settings import get_settings
-
         port = int(os.environ.get("FFR_PG_PORT") or DEFAULT_PORT)
         return cls(pgdata=Path(pgdata or get_settings().pgdata), port=port)
 

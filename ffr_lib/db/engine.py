@@ -17,6 +17,7 @@ from psycopg.types import TypeInfo
 from sqlalchemy import Engine, create_engine, event
 
 from ffr_lib.db.embedded import EmbeddedConfig, EmbeddedServer
+from ffr_lib.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,6 @@ def database_url(*, start: bool = True) -> str:
     """The libpq URL (``postgresql://...``) in use: ``FFR_DATABASE_URL`` if set, otherwise the
     embedded server's, started first when ``start`` (the default). Contains the password: pass
     it through :func:`redact_url` before printing or logging."""
-    from ffr_lib.settings import get_settings
-
     url = get_settings().database_url
     if url:
         return libpq_url(url)
@@ -88,8 +87,6 @@ def database_url(*, start: bool = True) -> str:
 
 def is_embedded() -> bool:
     """True when no FFR_DATABASE_URL is set (the embedded server is used)."""
-    from ffr_lib.settings import get_settings
-
     return not get_settings().database_url
 
 

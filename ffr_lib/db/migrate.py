@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ffr_lib.db.engine import connect
+from ffr_lib.db.engine import connect, dispose_engines
 from ffr_lib.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,6 @@ def migrate(url: str | None = None, directory: Path | None = None) -> list[str]:
         _check_pgvector(conn)
     if done:
         # Pooled connections opened before `CREATE EXTENSION vector` lack the vector adapters.
-        from ffr_lib.db.engine import dispose_engines
-
         dispose_engines()
     return done
 

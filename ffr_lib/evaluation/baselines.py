@@ -32,6 +32,11 @@ import numpy as np
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.model import Dialogue
 from ffr_lib.evaluation.harness import Corpus, Mode, System, SystemSkipped
+from ffr_lib.f2rvlm.backbone import read_adapter_meta
+from ffr_lib.f2rvlm.profiles import F2RVLMProfile
+from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
+from ffr_lib.ffrs.api import load_retriever
+from ffr_lib.ffrs.pipeline import FFRSConfig, FFRSPipeline, FragmentReader, read_whole_dialogue
 from ffr_lib.ffrs.types import Prediction, RankedFragment, merge_per_dialogue, timed
 from ffr_lib.mldr.difficulty import (
     _terms,  # the tokenisation of the BM25 helpers (stems, no stop words)
@@ -40,6 +45,7 @@ from ffr_lib.mldr.difficulty import (
     overlap_window_predict,
 )
 from ffr_lib.mldr.text import utterance_render
+from ffr_lib.models.encoder import TextEncoder
 
 
 def _owned(dialogue: Dialogue, utterance_ids: Sequence[int]) -> list[int]:
@@ -161,8 +167,6 @@ class DenseMiniLM(_UtteranceRanker):
     encoder_name = "minilm"
 
     def setup(self, corpus: Corpus) -> None:
-        from ffr_lib.fem.encoder import TextEncoder
-
         super().setup(corpus)
         self.encoder = TextEncoder.get(self.encoder_name)
         self.vectors = self.encoder.encode(self.texts)
@@ -263,8 +267,6 @@ class FEMOnly(System):
         self.k = k
 
     def setup(self, corpus: Corpus) -> None:
-        from ffr_lib.ffrs.pipeline import FFRSConfig, FFRSPipeline
-
         if corpus.encoder is None or not corpus.fragments:
             raise SystemSkipped("no fragment index for this corpus (Corpus.prepare not run)")
         self.pipeline = FFRSPipeline(
@@ -310,9 +312,6 @@ class _ModelSystem(System):
         self.model, self.k, self.batch_size = model, k, batch_size
 
     def reader(self) -> Any:
-        from ffr_lib.ffrs.api import load_retriever
-        from ffr_lib.ffrs.pipeline import FragmentReader
-
         if self.model is None:
             raise SystemSkipped(
                 "no trained F2RVLM adapter: pass --model ADAPTER_DIR (or a profile name)"
@@ -335,8 +334,6 @@ class F2RVLMOnly(_ModelSystem):
         self._reader = self.reader()
 
     def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
-        from ffr_lib.ffrs.pipeline import read_whole_dialogue
-
         return read_whole_dialogue(self._reader, dialogue, query)
 
 
@@ -352,8 +349,6 @@ class F2RVLMStage(F2RVLMOnly):
         self.description = f"F2RVLM alone, {stage} model"
 
     def setup(self, corpus: Corpus) -> None:
-        from ffr_lib.f2rvlm.backbone import read_adapter_meta
-
         if not isinstance(self.model, str | Path) or not Path(self.model).is_dir():
             raise SystemSkipped("needs a trained adapter folder: pass --model ADAPTER_DIR")
         try:
@@ -365,9 +360,6 @@ class F2RVLMStage(F2RVLMOnly):
                 raise SystemSkipped("the adapter is no GRPO adapter: `f2rvlm` is the SFT model")
             self.model = meta["parents"][-1]
         else:
-            from ffr_lib.f2rvlm.profiles import F2RVLMProfile
-            from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
-
             self.model = F2RVLMRetriever.from_base(F2RVLMProfile.model_validate(meta["profile"]))
         super().setup(corpus)
 
@@ -378,8 +370,6 @@ class FFRSSystem(_ModelSystem):
     modes: tuple[Mode, ...] = ("corpus",)
 
     def setup(self, corpus: Corpus) -> None:
-        from ffr_lib.ffrs.pipeline import FFRSConfig, FFRSPipeline
-
         reader = self.reader()
         if corpus.encoder is None or not corpus.fragments:
             raise SystemSkipped("no fragment index for this corpus (Corpus.prepare not run)")

@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ffr_lib.data.dataset import Dataset
+from ffr_lib.data.gold import gold_items
 from ffr_lib.data.model import Dialogue, Query, QueryType
+from ffr_lib.mldr.lexicon import by_name
 
 SUFFIX = "corpus-style"
 
@@ -45,8 +47,6 @@ def _categories(topics: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _phrase(category: str) -> str:
-    from ffr_lib.mldr.lexicon import by_name
-
     found = by_name().get(category)
     return found.phrases[0] if found and found.phrases else category.replace("_", " ")
 
@@ -81,8 +81,7 @@ def corpus_variant(query: Query, dialogue: Dialogue, corpus: Sequence[Dialogue])
     topics = _topics(dialogue)
     if query.type is QueryType.NEGATIVE or not topics or len(dialogue.speakers) < 2:
         return None
-    owners = {dialogue.images[j].utterance_index for j in query.gold_image_ids}
-    gold = set(query.gold_utterance_ids) | owners
+    gold = gold_items(query, dialogue)
     others = [t for t in topics if not any(t["start"] <= u < t["end"] for u in gold)]
     speakers = set(dialogue.speakers[:2])
     # The fewest categories of the other topics that single the dialogue out (they add what the

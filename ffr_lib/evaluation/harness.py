@@ -46,7 +46,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ffr_lib.data.dataset import Dataset
+from ffr_lib.data.gold import gold_items
 from ffr_lib.data.model import Dialogue, Query, QueryType
+from ffr_lib.db import connect
 from ffr_lib.evaluation.metrics import (
     SetSample,
     hit_at_k,
@@ -55,7 +57,14 @@ from ffr_lib.evaluation.metrics import (
     reciprocal_rank,
     set_metrics,
 )
+from ffr_lib.fem.fragment_text import fragment_rows
 from ffr_lib.ffrs.types import Prediction, RankedFragment
+from ffr_lib.index.search import serving_encoder
+from ffr_lib.index.writer import index_rows, serving_version
+from ffr_lib.models.encoder import TextEncoder
+from ffr_lib.progress import Progress
+from ffr_lib.segment.stage import FragmentStageConfig, cut_dialogues
+from ffr_lib.store import normalized, write_dataset
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +140,6 @@ class Corpus:
         """Store the dialogues (idempotent), cut and index those without fragments in the
         serving FEM version (or in ``config.encoder`` when nothing serves yet), and read the
         fragments back from the index."""
-        from ffr_lib.db import connect
-        from ffr_lib.fem.encoder import TextEncoder
-        from ffr_lib.fem.fragment_text import fragment_rows
-        from ffr_lib.index.search import serving_encoder
-        from ffr_lib.index.writer import index_rows, serving_version
-        from ffr_lib.segment.stage import FragmentStageConfig, cut_dialogues
-        from ffr_lib.store import normalized, write_dataset
-
         config = config or CorpusConfig()
         dialogues = dataset.dialogue_by_id()
         ids = sorted(dialogues)
@@ -327,8 +328,6 @@ def run_system(system: System, queries: Sequence[Query], corpus: Corpus, mode: M
         run.skipped = str(skipped)
         return run
     run.setup_seconds = time.perf_counter() - start
-    from ffr_lib.progress import Progress
-
     with Progress(len(queries), f"{mode}: {system.name}", unit="queries") as bar:
         for query in queries:
             target: Dialogue | Corpus = (
@@ -376,12 +375,6 @@ def set_sample(query: Query, gold: Dialogue, prediction: Prediction) -> SetSampl
     return SetSample.for_query(query, gold, utt, img)
 
 
-def gold_items(query: Query, gold: Dialogue) -> set[tuple[str, int]]:
-    """Gold utterances plus the utterances that own the gold images."""
-    owners = {gold.images[j].utterance_index for j in query.gold_image_ids}
-    return {(gold.id, u) for u in set(query.gold_utterance_ids) | owners}
-
-
 def unit_items(unit: RankedFragment, corpus: Corpus) -> list[tuple[str, int]]:
     utt, img = unit.effective()
     ids = set(utt) | corpus.owners(unit.dialogue_id, img)
@@ -417,7 +410,7 @@ def _view(record: Record, corpus: Corpus) -> _View:
         set_sample(query, dialogue, prediction),
         ranked,
         units,  # type: ignore[arg-type]
-        gold_items(query, dialogue),
+        {(dialogue.id, u) for u in gold_items(query, dialogue)},
         rank,
         prediction.is_empty,
         timings,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.model import Dialogue, Query
+from ffr_lib.data.readers import read_dataset
 from ffr_lib.evaluation.harness import (
     Corpus,
     CorpusConfig,
@@ -54,8 +55,6 @@ def locomo_groupers(edges: tuple[int, int] = (35, 65)) -> dict[str, Grouper]:
 
 
 def read_locomo_dataset(path: str | Path, limit: int | None = None) -> Dataset:
-    from ffr_lib.data.readers import read_dataset
-
     return read_dataset(path, "locomo", limit=limit)
 
 

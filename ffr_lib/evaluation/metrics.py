@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
+from ffr_lib.data.gold import set_f1
 from ffr_lib.data.model import Dialogue, Query
 
 
@@ -93,14 +94,6 @@ def set_counts(pred: Iterable[int], gold: Iterable[int], n: int) -> Counts:
     fn = len(g - p)
     inside = sum(1 for i in p | g if 0 <= i < n)
     return Counts(tp, fp, fn, max(0, n - inside))
-
-
-def set_f1(pred: Iterable[int], gold: Iterable[int]) -> float:
-    """F1 of two sets; two empty sets score 1."""
-    p, g = set(pred), set(gold)
-    if not p and not g:
-        return 1.0
-    return 2 * len(p & g) / (len(p) + len(g))
 
 
 @dataclass(frozen=True)
@@ -216,7 +209,7 @@ def set_metrics(samples: Sequence[SetSample]) -> SetMetrics:
         f1_i += set_f1(s.pred_img, s.gold_img)
         pooled_pred = {("u", i) for i in s.pred_utt} | {("i", i) for i in s.pred_img}
         pooled_gold = {("u", i) for i in s.gold_utt} | {("i", i) for i in s.gold_img}
-        f1_joint += set_f1(pooled_pred, pooled_gold)  # type: ignore[arg-type]
+        f1_joint += set_f1(pooled_pred, pooled_gold)
         exact += float(set(s.pred_utt) == set(s.gold_utt) and set(s.pred_img) == set(s.gold_img))
     mu, mi = _modality(utt), _modality(img)
     present = [m for m in (mu, mi) if m.present] or [mu, mi]

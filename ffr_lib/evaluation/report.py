@@ -25,6 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ffr_lib.settings import REPO_ROOT
+from ffr_lib.tracking import start_run
+
 Metrics = dict[str, dict[str, dict[str, Any]]]
 
 #: (metric key, column title) of the main table.
@@ -71,8 +74,6 @@ PLOTS = ("recall_at_k.png", "f1_by_length.png", "latency.png")
 def default_reports_dir() -> Path:
     """FFR_REPORTS_DIR, else <repo>/reports."""
     import os
-
-    from ffr_lib.settings import REPO_ROOT
 
     return Path(os.environ.get("FFR_REPORTS_DIR") or REPO_ROOT / "reports")
 
@@ -388,8 +389,6 @@ def log_to_mlflow(
     """Headline and latency figures as MLflow metrics (``<dataset>/<system>/<metric>``) and
     the report folder as artifacts. Returns the run id."""
     import mlflow
-
-    from ffr_lib.tracking import start_run
 
     flat: dict[str, float] = {}
     for dataset, per_system in metrics.items():

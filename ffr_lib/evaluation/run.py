@@ -11,7 +11,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ffr_lib.evaluation.report import ReportResult
+from ffr_lib.data.readers import read_dataset
+from ffr_lib.db import database_url, migrate
+from ffr_lib.evaluation.baselines import build_systems
+from ffr_lib.evaluation.corpus_queries import SUFFIX, corpus_style
+from ffr_lib.evaluation.harness import Corpus, HarnessConfig, default_groupers, evaluate
+from ffr_lib.evaluation.locomo import evaluate_locomo, read_locomo_dataset
+from ffr_lib.evaluation.report import ReportResult, write_report
+from ffr_lib.ffrs.api import resolve_model
+from ffr_lib.mldr.splits import build_splits, write_splits
+from ffr_lib.segment.stage import segmentation_path
+from ffr_lib.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +58,12 @@ class EvaluationConfig(BaseModel):
 def mldr_split(split: str, path: Path | None, build: bool) -> tuple[Any, Any]:
     """The MLDR split to evaluate and a DIFFERENT split to fit priors on (train when present).
     Builds the splits from PhotoChat when the files are missing and ``build`` is set."""
-    from ffr_lib.data.readers import read_dataset
-    from ffr_lib.settings import get_settings
-
     folder = path or get_settings().home / "data" / "mldr" / split
     if not folder.exists():
         if path is not None or not build:
             raise FileNotFoundError(
                 f"no MLDR split at {folder}: materialize the mldr_splits asset, or pass --build"
             )
-        from ffr_lib.mldr.splits import build_splits, write_splits
-
         sources = read_dataset("-", "photochat")
         write_splits(build_splits(sources.dialogues), folder.parent, swift=False)
     dataset = read_dataset(folder, "canonical")
@@ -74,13 +79,6 @@ def mldr_split(split: str, path: Path | None, build: bool) -> tuple[Any, Any]:
 def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportResult:
     """Prepare the corpus (index what the serving FEM lacks), run the systems, write the report.
     Raises FileNotFoundError / ValueError for a missing dataset or an unknown system."""
-    from ffr_lib.db import database_url, migrate
-    from ffr_lib.evaluation.baselines import build_systems
-    from ffr_lib.evaluation.harness import Corpus, HarnessConfig, default_groupers, evaluate
-    from ffr_lib.evaluation.locomo import evaluate_locomo, read_locomo_dataset
-    from ffr_lib.evaluation.report import write_report
-    from ffr_lib.ffrs.api import resolve_model
-
     harness = HarnessConfig(
         modes=config.modes, limit=config.limit, reader_limit=config.reader_limit
     )
@@ -116,8 +114,6 @@ def run_evaluation(config: EvaluationConfig, url: str | None = None) -> ReportRe
             groupers=default_groupers(harness.length_buckets),
         )
         if config.corpus_queries != "as-written" and "corpus" in config.modes:
-            from ffr_lib.evaluation.corpus_queries import SUFFIX, corpus_style
-
             variants, variant_counts = corpus_style(data)
             log.info("corpus-style variants: %s", variant_counts)
             if variants.queries:
@@ -172,8 +168,6 @@ def append_section(result: ReportResult, section: str) -> None:
 def append_segmentation(result: ReportResult, batch: str) -> None:
     """Add the batch's segmentation figures (segmenter vs fixed windows) to the report."""
     import json
-
-    from ffr_lib.segment.stage import segmentation_path
 
     path = segmentation_path(batch)
     if not path.is_file():

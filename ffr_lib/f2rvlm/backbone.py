@@ -28,7 +28,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ffr_lib.f2rvlm.prompt import SPECIAL_TOKENS
+from ffr_lib.data.format.prompt import SPECIAL_TOKENS
+from ffr_lib.models.resolve import resolve_model
+from ffr_lib.models.tiny import load_vl_processor
 
 BackboneKind = Literal["auto", "text", "vlm"]
 
@@ -67,20 +69,12 @@ class Backbone:
 
 
 def resolve_path(name: str) -> Path:
-    """A model name (alias, local path or hub id) as a local folder. Uses
-    :func:`ffr_lib.models.resolve.resolve_model` when it exists, else the name must be a path."""
-    try:
-        from ffr_lib.models.resolve import resolve_model
-    except ImportError:  # the resolver lands separately; paths work without it
-        resolve_model = None
-    if resolve_model is not None and not Path(name).is_dir():
-        resolved = resolve_model(name)
-        path = getattr(resolved, "path", resolved)
-        return Path(path)
+    """A model name (alias, local path or hub id) as a local folder: a folder as it is, anything
+    else through :func:`ffr_lib.models.resolve.resolve_model`."""
     path = Path(name)
-    if not path.is_dir():
-        raise FileNotFoundError(f"model {name!r} is not a folder and no resolver is available")
-    return path
+    if path.is_dir():
+        return path
+    return Path(resolve_model(name).path)
 
 
 def detect_kind(path: Path) -> Literal["text", "vlm"]:
@@ -105,18 +99,9 @@ QWEN2_VL_CHAT_TEMPLATE = (
 
 def _load_processor(path: Path) -> Any:
     """The VLM processor. ``AutoProcessor`` needs torchvision (its video processor), which does
-    not import beside torch 2.13 here, so the offline assembly of ``ffr_lib.models.tiny`` (PIL
-    image processor + tokenizer) is tried first."""
-    try:
-        from ffr_lib.models.tiny import load_vl_processor
-    except ImportError:
-        load_vl_processor = None
-    if load_vl_processor is not None:
-        processor = load_vl_processor(path)
-    else:
-        from transformers import AutoProcessor
-
-        processor = AutoProcessor.from_pretrained(str(path))
+    not import beside torch 2.13 here, so it is the offline assembly of
+    :func:`ffr_lib.models.tiny.load_vl_processor` (PIL image processor + tokenizer)."""
+    processor = load_vl_processor(path)
     if not getattr(processor, "chat_template", None):
         processor.chat_template = QWEN2_VL_CHAT_TEMPLATE
     return processor

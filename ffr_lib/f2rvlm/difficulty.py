@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ffr_lib.f2rvlm.answer import parse
+from ffr_lib.data.format.answer import parse
+from ffr_lib.data.gold import set_f1
 from ffr_lib.f2rvlm.backbone import Backbone, load_trained, read_adapter_meta
+from ffr_lib.f2rvlm.curriculum import CurriculumSample
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile
-from ffr_lib.f2rvlm.rewards import set_f1
+from ffr_lib.f2rvlm.retriever import generate
 
 
 @dataclass
@@ -37,8 +39,6 @@ class ScoredRecords:
 
     def curriculum_samples(self) -> list[Any]:
         """The scores as :class:`ffr_lib.f2rvlm.curriculum.CurriculumSample` objects."""
-        from ffr_lib.f2rvlm.curriculum import CurriculumSample
-
         return [
             CurriculumSample(
                 f1_utt=u,
@@ -80,8 +80,6 @@ def score_records(
     batch_size: int = 8,
 ) -> ScoredRecords:
     """Score ``records`` (built by ``retriever.training_records``) with the SFT model."""
-    from ffr_lib.f2rvlm.retriever import generate
-
     if isinstance(sft_adapter, Backbone):
         if profile is None:
             raise ValueError("pass the profile with a loaded backbone")

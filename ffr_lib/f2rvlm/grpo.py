@@ -26,6 +26,7 @@ from ffr_lib.f2rvlm.backbone import (
     read_adapter_meta,
     write_adapter_meta,
 )
+from ffr_lib.f2rvlm.curriculum import build_curriculum
 from ffr_lib.f2rvlm.difficulty import ScoredRecords
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile
 from ffr_lib.f2rvlm.rewards import build_rewards, make_f1_reward
@@ -35,6 +36,7 @@ from ffr_lib.f2rvlm.sft import (
     log_to_mlflow,
     train_and_save,
 )
+from ffr_lib.models.encoder import get_text_encoder
 from ffr_lib.progress import trainer_progress
 
 REWARD_COLUMNS = (
@@ -50,8 +52,6 @@ REWARD_COLUMNS = (
 
 def curriculum_order(scores: ScoredRecords) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Records in curriculum order (classes, filtering) and the class counts."""
-    from ffr_lib.f2rvlm.curriculum import build_curriculum
-
     result = build_curriculum(scores.curriculum_samples())
     ordered = [scores.records[i] for i in result.order]
     meta = {
@@ -108,8 +108,6 @@ def zero_variance_filter(
 
 
 def _default_embed() -> Any:
-    from ffr_lib.fem.encoder import get_text_encoder
-
     encoder = get_text_encoder()
     return lambda texts: np.asarray(encoder.encode(list(texts)))
 

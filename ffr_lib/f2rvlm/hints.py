@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ffr_lib.data.model import Dialogue
+from ffr_lib.models.encoder import get_text_encoder
 
 HintMethod = Literal["none", "overlap", "minilm", "combined"]
 Embedder = Callable[[list[str]], np.ndarray]
@@ -250,8 +251,6 @@ def default_embedder(settings: HintSettings) -> Embedder | None:
     """The MiniLM text encoder when the hint scorer needs one, else None."""
     if not needs_embedder(settings):
         return None
-    from ffr_lib.fem.encoder import get_text_encoder
-
     encoder = get_text_encoder()
     return lambda texts: np.asarray(encoder.encode(list(texts)))
 

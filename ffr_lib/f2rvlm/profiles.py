@@ -27,10 +27,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ffr_lib.f2rvlm.answer import AnswerForm
+from ffr_lib.data.format.answer import AnswerForm
+from ffr_lib.data.format.prompt import ImageMode
 from ffr_lib.f2rvlm.backbone import BackboneKind, LoraSettings
 from ffr_lib.f2rvlm.hints import HintSettings
-from ffr_lib.f2rvlm.prompt import ImageMode
 from ffr_lib.f2rvlm.rewards import RewardWeights
 
 SHORT_INSTRUCTION = (

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ffr_lib.data.format.answer import ParsedAnswer, format_in, parse
+from ffr_lib.data.format.prompt import IMAGE_TOKEN, PromptConfig, RenderedPrompt, render_prompt
 from ffr_lib.data.model import Dialogue, Query
-from ffr_lib.f2rvlm.answer import ParsedAnswer, format_in, parse
 from ffr_lib.f2rvlm.backbone import Backbone, load_backbone, load_trained, read_adapter_meta
 from ffr_lib.f2rvlm.hints import (
     annotations_from_scores,
@@ -28,7 +29,6 @@ from ffr_lib.f2rvlm.hints import (
     relevance_scores,
 )
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile, get_profile
-from ffr_lib.f2rvlm.prompt import IMAGE_TOKEN, PromptConfig, RenderedPrompt, render_prompt
 from ffr_lib.f2rvlm.windows import Window, WindowConfig, merge_window_answers, plan_windows
 
 Embedder = Callable[[list[str]], np.ndarray]

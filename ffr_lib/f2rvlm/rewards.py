@@ -20,7 +20,7 @@ reference format) or from the columns ``gold_utterance_ids`` and ``gold_image_id
   given to :func:`make_fragment_reward`. A zero embedding has cosine 0 with everything.
 - **R_Format** = 1 if the completion is in the exact format with no duplicate ids, else 0.
 
-The think-tag policy is the one of :mod:`ffr_lib.f2rvlm.answer`. Weights default to 1 / 1 / 0.3.
+The think-tag policy is the one of :mod:`ffr_lib.data.format.answer`. Weights default to 1 / 1 / 0.3.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ffr_lib.evaluation.metrics import set_f1
-from ffr_lib.f2rvlm.answer import AnswerForm, ParsedAnswer, parse, parse_answer
+from ffr_lib.data.format.answer import AnswerForm, ParsedAnswer, parse, parse_answer
+from ffr_lib.data.gold import set_f1
 
 RewardFn = Callable[..., list[float]]
 Embedder = Callable[[list[str]], np.ndarray]

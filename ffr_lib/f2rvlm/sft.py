@@ -15,6 +15,7 @@ from typing import Any
 from ffr_lib.f2rvlm.backbone import Backbone, load_backbone, lora_config, write_adapter_meta
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile
 from ffr_lib.progress import trainer_progress
+from ffr_lib.tracking import register_model_version, start_run
 
 
 @dataclass
@@ -74,8 +75,6 @@ def log_to_mlflow(
 ) -> str:
     """Log params, metrics and the adapter folder; register it as ``model_name``."""
     import mlflow
-
-    from ffr_lib.tracking import register_model_version, start_run
 
     with start_run(experiment, run_name=run_name, params=params) as run:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})

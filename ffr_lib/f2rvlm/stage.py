@@ -15,7 +15,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ffr_lib.data.dataset import Dataset
+from ffr_lib.f2rvlm.difficulty import score_records
+from ffr_lib.f2rvlm.grpo import curriculum_order, train_grpo
+from ffr_lib.f2rvlm.hints import default_embedder
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile, get_profile
+from ffr_lib.f2rvlm.retriever import training_records
+from ffr_lib.f2rvlm.sft import train_sft
 from ffr_lib.mldr.stage import load_split
 from ffr_lib.settings import get_settings
 
@@ -42,8 +47,6 @@ class F2RVLMStageConfig(BaseModel):
 
 def embed_for(profile: F2RVLMProfile) -> Any:
     """The embed function the profile's hints need (None for word-overlap hints)."""
-    from ffr_lib.f2rvlm.hints import default_embedder
-
     return default_embedder(profile.hints)
 
 
@@ -52,8 +55,6 @@ def build_records(
 ) -> list[dict[str, Any]]:
     """Training records of a seeded sample of the split's queries (windows with gold plus a
     share of windows without), shuffled so any prefix mixes query types and families."""
-    from ffr_lib.f2rvlm.retriever import training_records
-
     queries = [q for q in dataset.queries if q.dialogue_id is not None]
     rng = random.Random(seed)
     rng.shuffle(queries)
@@ -67,8 +68,6 @@ def build_records(
 
 
 def run_sft(config: F2RVLMStageConfig) -> dict[str, Any]:
-    from ffr_lib.f2rvlm.sft import train_sft
-
     profile = config.resolved_profile()
     train = load_split("train", config.mldr_dir)
     records = build_records(train, profile, profile.sft.max_examples, config.seed)
@@ -85,9 +84,6 @@ def run_sft(config: F2RVLMStageConfig) -> dict[str, Any]:
 
 def run_curriculum(config: F2RVLMStageConfig, sft_adapter: str | Path) -> dict[str, Any]:
     """Score train records with the SFT model, order them easy -> hard, write them as JSONL."""
-    from ffr_lib.f2rvlm.difficulty import score_records
-    from ffr_lib.f2rvlm.grpo import curriculum_order
-
     profile = config.resolved_profile()
     train = load_split("train", config.mldr_dir)
     # Another seed than SFT's sample, so GRPO also sees prompts SFT did not train on.
@@ -119,8 +115,6 @@ def run_grpo(
     config: F2RVLMStageConfig, sft_adapter: str | Path, curriculum_path: str | Path
 ) -> dict[str, Any]:
     """GRPO over the curriculum-ordered records (no shuffling) from the SFT adapter."""
-    from ffr_lib.f2rvlm.grpo import train_grpo
-
     profile = config.resolved_profile()
     records = read_curriculum(curriculum_path)
     result = train_grpo(profile, records, sft_adapter, config.stage_dir("grpo"), track=config.track)

@@ -1,7 +1,7 @@
 """Sliding windows over long dialogues and the merge of their answers back to global ids.
 
 A window is a contiguous run of utterances (with the images they own), rendered with local ids
-0.. by :func:`ffr_lib.f2rvlm.prompt.render_prompt`. Windows are cut greedily from the start:
+0.. by :func:`ffr_lib.data.format.prompt.render_prompt`. Windows are cut greedily from the start:
 each holds at most ``max_utterances`` utterances and, when a token counter is given, at most
 ``max_tokens`` tokens of utterance lines; the next window starts ``overlap`` utterances before the
 end of the previous one (always advancing by at least one utterance). A single utterance longer
@@ -21,9 +21,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ffr_lib.data.format.answer import ParsedAnswer
+from ffr_lib.data.format.prompt import PromptConfig, render_utterance_line
 from ffr_lib.data.model import Dialogue
-from ffr_lib.f2rvlm.answer import ParsedAnswer
-from ffr_lib.f2rvlm.prompt import PromptConfig, render_utterance_line
 
 MergePolicy = Literal["union", "unanimous"]
 

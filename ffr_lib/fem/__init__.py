@@ -1,5 +1,3 @@
-"""Fragment Embedding Model: the frozen text encoder (and, later, its fine-tuning)."""
-
-from ffr_lib.fem.encoder import DEFAULT_ENCODER, TextEncoder, get_text_encoder
-
-__all__ = ["DEFAULT_ENCODER", "TextEncoder", "get_text_encoder"]
+"""Fragment Embedding Model: what a fragment looks like to it (``fragment_text``), contrastive
+fine-tuning (``train``), evaluation against the base model (``evaluate``) and the asset stage
+(``stage``). The frozen text encoder it fine-tunes is :mod:`ffr_lib.models.encoder`."""

@@ -25,9 +25,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ffr_lib.data.dataset import Dataset
+from ffr_lib.data.gold import gold_items
 from ffr_lib.data.model import Dialogue
 from ffr_lib.fem.fragment_text import FragmentRow, FragmentTextConfig, fragment_rows
-from ffr_lib.fem.train import Segment, default_segmenter, gold_utterances
+from ffr_lib.fem.train import Segment, default_segmenter
+from ffr_lib.mldr import BuilderConfig, QueryConfig, SplitConfig, build_splits
+from ffr_lib.tracking import register_model_version, start_run
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ def evaluate_retrieval(
         dialogue = by_id.get(query.dialogue_id or "")
         if dialogue is None:
             continue
-        gold = gold_utterances(query, dialogue)
+        gold = gold_items(query, dialogue)
         if not gold:
             continue
         relevant = {
@@ -111,8 +114,6 @@ def out_of_source_set(
 ) -> Dataset:
     """An evaluation set built like MLDR but from OTHER short dialogues (e.g. chitchat when the
     FEM was trained on PhotoChat), with the same query generator."""
-    from ffr_lib.mldr import BuilderConfig, QueryConfig, SplitConfig, build_splits
-
     config = SplitConfig(
         seed=seed,
         fractions={"oos": 1.0},
@@ -219,8 +220,6 @@ def log_fem_run(
     to MLflow; register the folder as a version of ``model_name`` with alias ``champion`` when
     promoted (``challenger`` otherwise). Returns run id, version and alias."""
     import mlflow
-
-    from ffr_lib.tracking import register_model_version, start_run
 
     alias = "champion" if decision.promote else "challenger"
     with start_run(

@@ -13,8 +13,18 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ffr_lib.data.dataset import Dataset
-from ffr_lib.fem.train import FemTrainConfig
+from ffr_lib.fem.evaluate import (
+    compare_models,
+    log_fem_run,
+    out_of_source_set,
+    promotion_decision,
+    question_style,
+)
+from ffr_lib.fem.train import FemTrainConfig, train_fem, train_params
+from ffr_lib.mldr.stage import load_split
+from ffr_lib.models.encoder import TextEncoder
 from ffr_lib.settings import get_settings
+from ffr_lib.store import load_dialogues
 
 
 class FemStageConfig(BaseModel):
@@ -36,18 +46,6 @@ def _capped(dataset: Dataset, n: int | None) -> Dataset:
 
 
 def run_fem(url: str | None, config: FemStageConfig) -> dict[str, Any]:
-    from ffr_lib.fem.encoder import TextEncoder
-    from ffr_lib.fem.evaluate import (
-        compare_models,
-        log_fem_run,
-        out_of_source_set,
-        promotion_decision,
-        question_style,
-    )
-    from ffr_lib.fem.train import train_fem, train_params
-    from ffr_lib.mldr.stage import load_split
-    from ffr_lib.store import load_dialogues
-
     out_dir = config.out_dir or get_settings().home / "fem"
     train = load_split("train")
     val = _capped(load_split("val"), config.val_queries)

@@ -23,10 +23,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ffr_lib.data.dataset import Dataset
-from ffr_lib.data.model import Dialogue, Query
+from ffr_lib.data.gold import gold_items
+from ffr_lib.data.model import Dialogue
 from ffr_lib.fem.fragment_text import FragmentRow, FragmentTextConfig, fragment_rows
+from ffr_lib.models.resolve import resolve_model
 from ffr_lib.progress import trainer_progress
 from ffr_lib.segment.fragments import Fragment
+from ffr_lib.segment.windows import FixedWindowSegmenter, WindowConfig
+from ffr_lib.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +84,7 @@ class TrainResult:
 
 def default_segmenter(window: int = 8) -> Segment:
     """Fixed windows (the index's default cut when no learned segmenter is configured)."""
-    from ffr_lib.segment.windows import FixedWindowSegmenter, WindowConfig
-
     return FixedWindowSegmenter(WindowConfig(size=window)).segment
-
-
-def gold_utterances(query: Query, dialogue: Dialogue) -> set[int]:
-    """Gold utterance ids plus the utterances that own the gold images."""
-    owners = {dialogue.images[j].utterance_index for j in query.gold_image_ids}
-    return set(query.gold_utterance_ids) | owners
 
 
 def overlapping(rows: Sequence[FragmentRow], gold: set[int]) -> list[FragmentRow]:
@@ -115,7 +111,7 @@ def build_pairs(
         dialogue = by_id.get(query.dialogue_id or "")
         if dialogue is None:
             continue
-        gold = gold_utterances(query, dialogue)
+        gold = gold_items(query, dialogue)
         if not gold:
             continue
         if dialogue.id not in rows_by_dialogue:
@@ -169,8 +165,6 @@ def train_fem(
     from sentence_transformers.losses import MultipleNegativesRankingLoss
     from sentence_transformers.training_args import BatchSamplers
 
-    from ffr_lib.models.resolve import resolve_model
-
     config = config or FemTrainConfig()
     pairs = list(pairs) if pairs is not None else build_pairs(train, segment, config)
     if not pairs:
@@ -217,8 +211,6 @@ def train_fem(
         loss=MultipleNegativesRankingLoss(model),
         callbacks=[trainer_progress("FEM training")],
     )
-    from ffr_lib.threads import torch_threads
-
     started = time.perf_counter()
     with torch_threads():
         trainer.train()

@@ -15,31 +15,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ffr_lib.data.model import Dialogue
+from ffr_lib.f2rvlm.profiles import get_profile
+from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
 from ffr_lib.ffrs.pipeline import DialogueSource, FFRSConfig, FFRSPipeline, FragmentReader
 from ffr_lib.ffrs.types import Prediction
-
-if TYPE_CHECKING:
-    from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
+from ffr_lib.settings import get_settings
 
 ModelSpec = str | Path | Any
 
 
 def default_adapter_dir() -> Path:
     """Where the training assets leave the final (GRPO) adapter."""
-    from ffr_lib.settings import get_settings
-
     return get_settings().home / "f2rvlm" / "grpo" / "adapter"
 
 
 def load_retriever(model: ModelSpec) -> F2RVLMRetriever:
     """A loaded F2RVLM from an adapter folder, a profile name (untrained backbone) or a loaded
     retriever."""
-    from ffr_lib.f2rvlm.profiles import get_profile
-    from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
-
     if isinstance(model, F2RVLMRetriever):
         return model
     path = Path(str(model))

@@ -21,17 +21,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ffr_lib.data.format.answer import parse
+from ffr_lib.data.format.prompt import RenderedPrompt, render_prompt
 from ffr_lib.data.model import Dialogue
+from ffr_lib.f2rvlm.hints import hint_annotations
+from ffr_lib.f2rvlm.retriever import (
+    F2RVLMRetriever,
+    _default_pixels,
+    chat_messages,
+    generate,
+    prompt_config,
+)
+from ffr_lib.f2rvlm.windows import merge_window_answers
 from ffr_lib.ffrs.types import Prediction, RankedFragment, merge_per_dialogue, timed
-
-if TYPE_CHECKING:
-    from ffr_lib.f2rvlm.prompt import RenderedPrompt
-    from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
-    from ffr_lib.index.search import Hit
+from ffr_lib.index.search import (
+    Hit,
+    embed_query,
+    hybrid_by_vector,
+    search_by_vector,
+    serving_encoder,
+)
+from ffr_lib.store import load_dialogues
 
 DialogueSource = Mapping[str, Dialogue] | Callable[[Sequence[str]], Mapping[str, Dialogue]]
 
@@ -78,9 +92,6 @@ def fragment_prompts(
     annotations: Mapping[int, str] | None = None,
 ) -> list[RenderedPrompt]:
     """The fragment-local prompts of one candidate fragment (one per window of the fragment)."""
-    from ffr_lib.f2rvlm.prompt import render_prompt
-    from ffr_lib.f2rvlm.retriever import prompt_config
-
     profile = retriever.profile
     config = prompt_config(profile)
     return [
@@ -120,9 +131,6 @@ class FragmentReader:
 
     def read(self, query: str, candidates: Sequence[tuple[Dialogue, Sequence[int]]]) -> ReadResult:
         """Answer ``query`` inside each (dialogue, fragment utterance ids) candidate."""
-        from ffr_lib.f2rvlm.hints import hint_annotations
-        from ffr_lib.f2rvlm.retriever import _default_pixels, chat_messages, generate
-
         profile = self.retriever.profile
         vlm = self.retriever.backbone.is_vlm
         notes: dict[str, Mapping[int, str] | None] = {}
@@ -164,8 +172,6 @@ def map_answers(
     """Parse each prompt's answer (local ids), map it to global ids with the prompt's tables
     and union per candidate (``owner[k]`` = candidate of prompt k). Local ids outside a prompt
     are dropped; an unparsable answer picks nothing."""
-    from ffr_lib.f2rvlm.answer import parse
-
     utt: list[set[int]] = [set() for _ in range(n_candidates)]
     img: list[set[int]] = [set() for _ in range(n_candidates)]
     raw: list[list[str]] = [[] for _ in range(n_candidates)]
@@ -223,8 +229,6 @@ class FFRSPipeline:
     @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            from ffr_lib.index.search import serving_encoder
-
             self._encoder = serving_encoder(self.url)
         return self._encoder
 
@@ -234,8 +238,6 @@ class FFRSPipeline:
         if missing:
             source = self._dialogues
             if source is None:
-                from ffr_lib.store import load_dialogues
-
                 found = {d.id: d for d in load_dialogues(missing, url=self.url)}
             elif callable(source):
                 found = dict(source(missing))
@@ -252,8 +254,6 @@ class FFRSPipeline:
         timings: dict[str, float] | None = None,
     ) -> list[RankedFragment]:
         """Stage 1: the top-k fragments for ``text`` (restricted to ``dialogue_ids``)."""
-        from ffr_lib.index.search import embed_query, hybrid_by_vector, search_by_vector
-
         timings = timings if timings is not None else {}
         k = k or self.config.k
         with timed(timings, "embed"):
@@ -314,9 +314,6 @@ class FFRSPipeline:
 
 def read_whole_dialogue(reader: FragmentReader, dialogue: Dialogue, text: str) -> Prediction:
     """F2RVLM over all of ``dialogue`` in its sliding windows, merged to global ids (union)."""
-    from ffr_lib.f2rvlm.retriever import chat_messages
-    from ffr_lib.f2rvlm.windows import merge_window_answers
-
     timings: dict[str, float] = {}
     with timed(timings, "f2rvlm"):
         prompts, answers, _ = reader.retriever.answer_windows(dialogue, text)

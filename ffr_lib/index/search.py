@@ -16,6 +16,7 @@ import psycopg
 from pydantic import BaseModel
 
 from ffr_lib.db.engine import connect, with_retry
+from ffr_lib.models.encoder import TextEncoder
 
 _COLUMNS = "fragment_id, dialogue_id, utterance_ids, image_ids, text, score, embedding_model"
 
@@ -125,8 +126,6 @@ def _run(query: str, params: tuple, url: str | None, conn: psycopg.Connection | 
 def serving_encoder(url: str | None = None) -> Any:
     """The text encoder of the serving FEM version: the registered ``model_path`` (a fine-tuned
     folder or an alias such as ``minilm``)."""
-    from ffr_lib.fem.encoder import TextEncoder
-
     with connect(url) as db:
         row = db.execute(
             "SELECT v.embedding_model, v.model_path FROM ffr.serving s "

@@ -12,8 +12,18 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ffr_lib.fem.fragment_text import FragmentTextConfig
-from ffr_lib.index.writer import IndexConfig
+from ffr_lib.db import connect
+from ffr_lib.fem.fragment_text import FragmentTextConfig, build_embedder, fragment_rows
+from ffr_lib.index.checks import (
+    check_coverage,
+    check_explain_uses_index,
+    check_hnsw_recall,
+    check_no_duplicates,
+)
+from ffr_lib.index.writer import IndexConfig, activate_version, index_rows, serving_version
+from ffr_lib.models.encoder import TextEncoder
+from ffr_lib.segment.stage import batch_dialogue_ids, fragments_path, read_fragments
+from ffr_lib.store import load_dialogues, load_queries
 
 
 class IndexStageConfig(BaseModel):
@@ -32,9 +42,6 @@ def _covered_dialogues(db: Any, model: str) -> set[str]:
 def flip_when_complete(url: str | None, model: str) -> dict[str, Any]:
     """Serve ``model`` if nothing serves yet, or if it now covers every dialogue the serving
     version covers. Returns what happened."""
-    from ffr_lib.db import connect
-    from ffr_lib.index.writer import activate_version, serving_version
-
     current = serving_version(url)
     if current == model:
         return {"serving": model, "flipped": False}
@@ -49,18 +56,6 @@ def flip_when_complete(url: str | None, model: str) -> dict[str, Any]:
 
 
 def run_index(url: str | None, batch: str, fem_model: str, config: IndexStageConfig) -> dict:
-    from ffr_lib.fem.encoder import TextEncoder
-    from ffr_lib.fem.fragment_text import build_embedder, fragment_rows
-    from ffr_lib.index.checks import (
-        check_coverage,
-        check_explain_uses_index,
-        check_hnsw_recall,
-        check_no_duplicates,
-    )
-    from ffr_lib.index.writer import index_rows
-    from ffr_lib.segment.stage import batch_dialogue_ids, fragments_path, read_fragments
-    from ffr_lib.store import load_dialogues, load_queries
-
     fragments = read_fragments(fragments_path(batch))
     by_dialogue: dict[str, list] = {}
     for fragment in fragments:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from ffr_lib.db.engine import connect
 from ffr_lib.fem.fragment_text import FragmentRow
+from ffr_lib.store.dialogues import delete_dialogues as store_delete
 
 log = logging.getLogger(__name__)
 
@@ -521,6 +522,4 @@ def remove_dialogues(
 def delete_dialogues(dialogue_ids: Sequence[str], *, url: str | None = None) -> int:
     """Delete dialogues entirely: their utterances, images, queries, fragments and vectors go
     with them (foreign-key cascades). Returns the number of dialogues that existed."""
-    from ffr_lib.store.dialogues import delete_dialogues as store_delete
-
     return store_delete(dialogue_ids, url=url)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
+from ffr_lib.data.gold import gold_items, set_f1
 from ffr_lib.data.model import Dialogue, Query
-from ffr_lib.evaluation.metrics import set_f1
 from ffr_lib.mldr.text import STOPWORDS, stem, tokens, utterance_render
 
 
@@ -123,13 +123,11 @@ def family_difficulty(
         d = by_id[q.dialogue_id]
         bu, bi = bm25_predict(q.text, d, k)
         wu, wi = overlap_window_predict(q.text, d, max_window)
-        gold_items = set(q.gold_utterance_ids) | {
-            d.images[j].utterance_index for j in q.gold_image_ids
-        }
+        gold = gold_items(q, d)
         recall = None
-        if gold_items:
+        if gold:
             top = set(bm25_rank(q.text, d)[:10])
-            recall = len(gold_items & top) / len(gold_items)
+            recall = len(gold & top) / len(gold)
         b_utt, w_utt = set_f1(bu, q.gold_utterance_ids), set_f1(wu, q.gold_utterance_ids)
         b_f1 = query_f1(bu, bi, q.gold_utterance_ids, q.gold_image_ids)
         w_f1 = query_f1(wu, wi, q.gold_utterance_ids, q.gold_image_ids)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
 
+from ffr_lib.data.canonical import write_canonical
 from ffr_lib.data.dataset import Dataset
+from ffr_lib.data.format.swift import write_swift
 from ffr_lib.data.model import Dialogue, QueryType
 from ffr_lib.mldr.builder import BuilderConfig, Embed, build_long_dialogues
 from ffr_lib.mldr.queries import QueryConfig, generate_queries
@@ -136,26 +138,14 @@ def check_query_mix(
 
 
 def write_splits(splits: dict[str, Dataset], folder: str | Path, swift: bool = True) -> dict:
-    """Write each split as a canonical folder ``<folder>/<split>/`` and, when the ms-swift writer
-    is available and ``swift`` is set, ``<folder>/swift/<split>.jsonl``. Returns what was
-    written."""
-    from ffr_lib.data.canonical import write_canonical
-
+    """Write each split as a canonical folder ``<folder>/<split>/`` and, when ``swift`` is set,
+    ``<folder>/swift/<split>.jsonl``. Returns what was written."""
     folder = Path(folder)
     written: dict[str, object] = {"canonical": {}, "swift": {}}
     for name, dataset in splits.items():
         written["canonical"][name] = str(write_canonical(dataset, folder / name))  # type: ignore[index]
     if swift:
-        try:
-            from ffr_lib.f2rvlm import swift_format  # type: ignore[attr-defined]
-        except ImportError:
-            written["swift_skipped"] = "ffr_lib.f2rvlm.swift_format is not available"
-            return written
-        writer = getattr(swift_format, "write_swift", None)
-        if writer is None:
-            written["swift_skipped"] = "ffr_lib.f2rvlm.swift_format has no write_swift()"
-            return written
         (folder / "swift").mkdir(parents=True, exist_ok=True)
         for name, dataset in splits.items():
-            written["swift"][name] = str(writer(dataset, folder / "swift" / f"{name}.jsonl"))  # type: ignore[index]
+            written["swift"][name] = str(write_swift(dataset, folder / "swift" / f"{name}.jsonl"))  # type: ignore[index]
     return written

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from ffr_lib.data.canonical import read_canonical
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.mldr.difficulty import family_difficulty
 from ffr_lib.mldr.splits import (
@@ -22,6 +23,7 @@ from ffr_lib.mldr.splits import (
 )
 from ffr_lib.mldr.stats import dataset_stats
 from ffr_lib.settings import get_settings
+from ffr_lib.store import load_dialogues, write_dataset
 
 BATCH_KEY = "batch"
 
@@ -51,8 +53,6 @@ def tag_batches(splits: dict[str, Dataset]) -> None:
 
 def build_mldr(url: str | None, config: MldrStageConfig) -> dict:
     """Build, check, write and store the splits. Returns the summary (paths, stats, checks)."""
-    from ffr_lib.store import load_dialogues, write_dataset
-
     sources = [d for d in load_dialogues(url=url) if d.source in set(config.source_names)]
     if config.max_sources is not None:
         sources = sources[: config.max_sources]
@@ -95,8 +95,6 @@ def build_mldr(url: str | None, config: MldrStageConfig) -> dict:
 
 def load_split(split: str, mldr_dir: Path | None = None) -> Dataset:
     """A split written by :func:`build_mldr` (canonical folder ``<mldr_dir>/<split>``)."""
-    from ffr_lib.data.canonical import read_canonical
-
     folder = (mldr_dir or get_settings().home / "data" / "mldr") / split
     if not folder.exists():
         raise FileNotFoundError(f"{folder} does not exist: materialize mldr_splits first")

@@ -1,4 +1,5 @@
-"""Model weights: one resolver for every stage (`resolve_model`), offline conversions, tiny models.
+"""Model weights: one resolver for every stage (`resolve_model`), offline conversions, tiny models,
+and the frozen text encoder (`ffr_lib.models.encoder`).
 
 Importing this package is cheap: torch / transformers load only when a model is converted or built.
 """

@@ -27,6 +27,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from ffr_lib.models import _cache
+from ffr_lib.models.e5 import convert_e5
+from ffr_lib.models.smollm2 import convert_smollm2
+from ffr_lib.models.tiny import build_tiny_qwen2, build_tiny_qwen2_vl
 from ffr_lib.settings import get_settings
 
 ModelKind = Literal["text-encoder", "causal-lm", "vision-lm", "unknown"]
@@ -84,14 +87,10 @@ def _minilm_folder() -> Path:
 
 
 def _build_smollm2(dest: Path) -> dict[str, Any]:
-    from ffr_lib.models.smollm2 import convert_smollm2
-
     return convert_smollm2(dest)
 
 
 def _build_e5(dest: Path) -> dict[str, Any]:
-    from ffr_lib.models.e5 import convert_e5
-
     return convert_e5(dest)
 
 
@@ -102,14 +101,10 @@ def _smollm2_tokenizer_source() -> Path | None:
 
 
 def _build_tiny_qwen2(dest: Path) -> dict[str, Any]:
-    from ffr_lib.models.tiny import build_tiny_qwen2
-
     return build_tiny_qwen2(dest, _smollm2_tokenizer_source())
 
 
 def _build_tiny_qwen2_vl(dest: Path) -> dict[str, Any]:
-    from ffr_lib.models.tiny import build_tiny_qwen2_vl
-
     return build_tiny_qwen2_vl(dest, _smollm2_tokenizer_source())
 
 

@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ffr_lib.models.smollm2 import load_gguf_tokenizer
+
 VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 """Put this in the text once per image; the processor expands it to the image's patch tokens."""
@@ -31,8 +33,6 @@ def _tokenizer(tokenizer_source: Path | None) -> Any:
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(str(tokenizer_source))
-    from ffr_lib.models.smollm2 import load_gguf_tokenizer
-
     return load_gguf_tokenizer()
 
 

@@ -15,11 +15,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ffr_lib.data.model import Dialogue
+from ffr_lib.db import connect
+from ffr_lib.models.encoder import TextEncoder
 from ffr_lib.segment.evaluate import compare_segmenters, evaluate_segmentation
 from ffr_lib.segment.fragments import Fragment
 from ffr_lib.segment.texttiling import TextTilingConfig, TextTilingSegmenter
 from ffr_lib.segment.windows import FixedWindowSegmenter, WindowConfig
 from ffr_lib.settings import get_settings
+from ffr_lib.store import load_dialogues
 
 
 class FragmentStageConfig(BaseModel):
@@ -47,8 +50,6 @@ def segmentation_path(batch: str) -> Path:
 
 
 def batch_dialogue_ids(url: str | None, batch: str) -> list[str]:
-    from ffr_lib.db import connect
-
     with connect(url) as db:
         rows = db.execute(
             "SELECT id FROM ffr.dialogues WHERE metadata->>'batch' = %s ORDER BY id", (batch,)
@@ -74,8 +75,6 @@ def read_fragments(path: Path) -> list[Fragment]:
 def make_segmenter(config: FragmentStageConfig):
     if config.segmenter == "windows":
         return FixedWindowSegmenter(config.windows)
-    from ffr_lib.fem.encoder import TextEncoder
-
     encoder = TextEncoder.get(config.encoder)
     return TextTilingSegmenter(encoder.encode, config.texttiling)
 
@@ -90,8 +89,6 @@ def cut_dialogues(dialogues: list[Dialogue], config: FragmentStageConfig) -> lis
 def cut_batch(url: str | None, batch: str, config: FragmentStageConfig) -> dict:
     """Cut every dialogue of ``batch``; write the fragments; score segmentation where the
     dialogues carry known topic boundaries (segmenter vs fixed windows)."""
-    from ffr_lib.store import load_dialogues
-
     ids = batch_dialogue_ids(url, batch)
     if not ids:
         raise ValueError(f"no stored dialogue has metadata batch {batch!r}")

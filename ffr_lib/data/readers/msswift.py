@@ -1,7 +1,7 @@
 """Reader for the released MLDR ms-swift files (``MLDR_train_cold_start.json``,
 ``MLDR_train_GRPO.json``, ``MLDR_val.json``): a JSON list of samples, or JSON Lines.
 
-Each sample is parsed by :func:`ffr_lib.f2rvlm.swift_format.from_msswift`. Several samples often
+Each sample is parsed by :func:`ffr_lib.data.format.swift.from_msswift`. Several samples often
 share one dialogue: samples with the same ``dialogue_id`` and the same content (utterances and
 images) yield one Dialogue. A later sample with a known ``dialogue_id`` but different content (a
 different window of it, say) gets its own Dialogue with the id ``{dialogue_id}@{hash8}``; the
@@ -17,8 +17,8 @@ from typing import Any
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
+from ffr_lib.data.format.swift import content_key, from_msswift
 from ffr_lib.data.model import Dialogue, Query
-from ffr_lib.f2rvlm.swift_format import content_key, from_msswift
 
 
 def _records(path: Path) -> list[tuple[int, Any]]:

@@ -28,6 +28,7 @@ from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
 from ffr_lib.data.model import Dialogue, Image, Utterance
 from ffr_lib.data.readers._common import Where, check_dataset, load_json
+from ffr_lib.settings import get_settings
 
 SOURCE = "photochat"
 SPLITS = ("train", "dev", "test")
@@ -112,8 +113,6 @@ def read_photochat(path: str | Path | None = None, limit: int | None = None) -> 
     """Read PhotoChat from a file, a split folder or the root (default
     ``Settings.photochat_dir``). PhotoChat has no queries; the Dataset holds dialogues only."""
     if path is None or str(path) in ("", "-"):
-        from ffr_lib.settings import get_settings
-
         path = get_settings().photochat_dir
     root = Path(path)
     dialogues: list[Dialogue] = []

@@ -27,15 +27,14 @@ from typing import Any
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
-from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
-from ffr_lib.f2rvlm.answer import (
+from ffr_lib.data.format.answer import (
     ParsedAnswer,
     format_answer,
     format_in,
     parse_answer,
     parse_compact,
 )
-from ffr_lib.f2rvlm.prompt import (
+from ffr_lib.data.format.prompt import (
     IMAGE_TOKEN,
     IMG_ID_END,
     IMG_ID_START,
@@ -46,6 +45,7 @@ from ffr_lib.f2rvlm.prompt import (
     PromptConfig,
     render_prompt,
 )
+from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
 
 SOURCE = "msswift"
 

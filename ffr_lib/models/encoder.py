@@ -1,6 +1,7 @@
 """The frozen text encoder: one sentence-transformers model per weights folder per process.
 
-Used by the rewards (fragment coherence) and by the index (fragment and query vectors). The model
+Used by the segmenter (TextTiling), the rewards and hints of F2RVLM, the FEM (its base model) and
+the index (fragment and query vectors). The model
 name goes through `resolve_model`, so `minilm`, `multilingual-e5-small`, a fine-tuned checkpoint
 folder or a hub id all work the same way.
 
@@ -27,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from ffr_lib.models.resolve import ResolvedModel, resolve_model
+from ffr_lib.progress import Progress
+from ffr_lib.threads import torch_threads
 
 DEFAULT_ENCODER = "minilm"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -244,8 +247,6 @@ class TextEncoder:
             )
             return np.asarray(vectors, dtype=np.float32)
 
-        from ffr_lib.threads import torch_threads
-
         if len(texts) < BULK_TEXTS:
             if not self.threads:
                 return run(texts)  # queries and small batches: no thread switching, no progress
@@ -254,8 +255,6 @@ class TextEncoder:
         if len(texts) < PROGRESS_MIN_TEXTS:
             with torch_threads(self.threads):
                 return run(texts)
-        from ffr_lib.progress import Progress
-
         parts = []
         label = desc or f"embed with {self.resolved.alias or Path(self.resolved.path).name}"
         with Progress(len(texts), label, unit="texts") as bar:

@@ -14,7 +14,7 @@ rendered with LOCAL ids 0..; :class:`RenderedPrompt` keeps the local -> global m
 Text is normalised so that each utterance stays on one line (newlines become spaces) and a text
 cannot forge a marker (marker strings inside the text are neutralised).
 
-The instruction asks for the answer only (see :mod:`ffr_lib.f2rvlm.answer` for the think-tag
+The instruction asks for the answer only (see :mod:`ffr_lib.data.format.answer` for the think-tag
 policy: a leading think block is tolerated, never requested).
 """
 
@@ -27,14 +27,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ffr_lib.data.model import Dialogue, Image, Utterance
-from ffr_lib.f2rvlm.answer import (
+from ffr_lib.data.format.answer import (
     IMG_IDS_END,
     IMG_IDS_START,
     UTT_IDS_END,
     UTT_IDS_START,
     AnswerForm,
 )
+from ffr_lib.data.model import Dialogue, Image, Utterance
 
 UTT_ID_START = "<|utt_id_start|>"
 UTT_ID_END = "<|utt_id_end|>"
