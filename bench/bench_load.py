@@ -24,6 +24,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.corpus import FixedVectors  # noqa: E402
 from ffr_lib.db import connect, database_url, migrate, redact_url  # noqa: E402
+from ffr_lib.reporting import markdown_table, percentile  # noqa: E402
 
 WORDS = [
     "lake",
@@ -152,27 +154,32 @@ def build_index(url: str, fragments: int, dim: int, clusters: int, noise: float)
 SEARCH = "SELECT fragment_id, score FROM ffr.search_fragments(%s, %s)"
 
 
-def client(
-    url: str,
-    seconds: float,
-    warmup: float,
-    k: int,
-    dim: int,
-    clusters: int,
-    noise: float,
-    seed: int,
-    reconnect: bool,
-    out: mp.Queue,
-) -> None:
+@dataclass(frozen=True)
+class Load:
+    """What every client of a run does: ``k``-NN searches of vectors drawn like the index's
+    (``dim``, ``clusters``, ``noise``) for ``seconds`` after ``warmup``, on one connection or
+    on a new one per query (``reconnect``)."""
+
+    url: str
+    seconds: float
+    warmup: float
+    k: int
+    dim: int
+    clusters: int
+    noise: float
+    reconnect: bool
+
+
+def client(load: Load, seed: int, out: mp.Queue) -> None:
+    url, k, reconnect = load.url, load.k, load.reconnect
     rng = np.random.default_rng(1000 + seed)
-    centre = centres(dim, clusters)
-    queries = clustered(512, centre, rng, noise)
+    queries = clustered(512, centres(load.dim, load.clusters), rng, load.noise)
     latencies: list[float] = []
     errors: list[str] = []
     rows_short = 0
     conn = None if reconnect else connect(url, autocommit=True)
     start = time.monotonic()
-    measure_from, stop_at = start + warmup, start + warmup + seconds
+    measure_from, stop_at = start + load.warmup, start + load.warmup + load.seconds
     i = 0
     while True:
         now = time.monotonic()
@@ -201,30 +208,14 @@ def client(
     out.put({"latencies": latencies, "errors": errors, "short": rows_short})
 
 
-def run_load(
-    url: str,
-    clients: int,
-    seconds: float,
-    warmup: float,
-    k: int,
-    dim: int,
-    clusters: int,
-    noise: float,
-    reconnect: bool,
-) -> dict:
+def run_load(load: Load, clients: int) -> dict:
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()
-    procs = [
-        ctx.Process(
-            target=client,
-            args=(url, seconds, warmup, k, dim, clusters, noise, n, reconnect, queue),
-        )
-        for n in range(clients)
-    ]
+    procs = [ctx.Process(target=client, args=(load, n, queue)) for n in range(clients)]
     load_before = os.getloadavg()
     for p in procs:
         p.start()
-    results = [queue.get(timeout=seconds + warmup + 120) for _ in procs]
+    results = [queue.get(timeout=load.seconds + load.warmup + 120) for _ in procs]
     for p in procs:
         p.join(30)
     load_after = os.getloadavg()
@@ -232,13 +223,11 @@ def run_load(
     errors = [e for r in results for e in r["errors"]]
     return {
         "clients": clients,
-        "reconnect": reconnect,
-        "seconds": seconds,
+        "reconnect": load.reconnect,
+        "seconds": load.seconds,
         "queries": int(latencies.size),
-        "qps": round(latencies.size / seconds, 1),
-        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
-        "p95_ms": round(float(np.percentile(latencies, 95)), 2),
-        "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+        "qps": round(latencies.size / load.seconds, 1),
+        **{f"p{q}_ms": round(percentile(latencies, q), 2) for q in (50, 95, 99)},
         "max_ms": round(float(latencies.max()), 1),
         "errors": len(errors),
         "error_samples": sorted(set(errors))[:5],
@@ -275,19 +264,12 @@ def main() -> int:
             "SELECT ef_search FROM ffr.fem_versions WHERE embedding_model = %s",
             (built["version"],),
         ).fetchone()[0]
+    load = Load(
+        url, args.seconds, args.warmup, args.k, args.dim, args.clusters, args.noise, args.reconnect
+    )
     runs = []
     for n in args.clients:
-        result = run_load(
-            url,
-            n,
-            args.seconds,
-            args.warmup,
-            args.k,
-            args.dim,
-            args.clusters,
-            args.noise,
-            args.reconnect,
-        )
+        result = run_load(load, n)
         runs.append(result)
         print(json.dumps(result), flush=True)
     report = {
@@ -301,14 +283,14 @@ def main() -> int:
         "runs": runs,
         "command": " ".join(sys.argv),
     }
-    print("\n| clients | conn/query | queries | QPS | p50 ms | p95 ms | p99 ms | max ms | errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in runs:
-        print(
-            f"| {r['clients']} | {'new' if r['reconnect'] else 'kept'} | {r['queries']:,} | "
-            f"{r['qps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | "
-            f"{r['errors']} |"
-        )
+    header = ["clients", "conn/query", "queries", "QPS"]
+    header += ["p50 ms", "p95 ms", "p99 ms", "max ms", "errors"]
+    rows = [
+        [r["clients"], "new" if r["reconnect"] else "kept", f"{r['queries']:,}", r["qps"]]
+        + [r[k] for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "errors")]
+        for r in runs
+    ]
+    print("\n" + "\n".join(markdown_table(header, rows)))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 1 if any(r["errors"] for r in runs) else 0

@@ -27,6 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ffr_lib.reporting import markdown_table  # noqa: E402
+
 # Overrides of the cpu-small profile (nested dicts merge into the profile's sub-settings).
 OLD = {  # the cpu-small profile before this experiment series
     "negative_window_ratio": 0.5,
@@ -286,7 +288,7 @@ def main() -> None:
     if args.cuda:
         extra = deep_update(extra, {"device": "auto"})
     if "baselines" in stages:
-        from ffr_lib.evaluation.baselines import build_systems
+        from ffr_lib.evaluation.systems import build_systems
 
         names = ["position-prior", "overlap-window", "minilm-window"]
         systems = build_systems(names, prior_data=train)
@@ -343,18 +345,14 @@ def main() -> None:
             del retriever
 
     n = str(sizes[0])
+    header = ["run", f"F1 (n={n})", "utt F1", "img F1", "abstain", "answer", "train s"]
     rows = [
-        f"| run | F1 (n={n}) | utt F1 | img F1 | abstain | answer | train s |",
-        "|---|---|---|---|---|---|---|",
+        [key]
+        + [m.get(n, {}).get(k) for k in ("f1", "utt_f1", "img_f1", "abstain_rate", "answer_rate")]
+        + [m.get("sft_seconds", m.get("grpo_seconds"))]
+        for key, m in results.items()
     ]
-    for key, m in results.items():
-        e = m.get(n, {})
-        seconds = m.get("sft_seconds", m.get("grpo_seconds", ""))
-        rows.append(
-            f"| {key} | {e.get('f1', '')} | {e.get('utt_f1', '')} | {e.get('img_f1', '')} | "
-            f"{e.get('abstain_rate', '')} | {e.get('answer_rate', '')} | {seconds} |"
-        )
-    print("\n".join(rows))
+    print("\n".join(markdown_table(header, rows)))
 
 
 if __name__ == "__main__":

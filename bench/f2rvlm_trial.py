@@ -10,7 +10,11 @@ Reports micro-F1 (joint = mean of utterance F1 and image F1) for the baselines (
 word-overlap window, MiniLM window, hint threshold) and for the generator (zero-shot, SFT with
 and without hints, SFT + GRPO), plus time per SFT example and per GRPO step.
 
-    .venv/bin/python bench/f2rvlm_trial.py --model /path/to/smollm2 --variants sft-hints,grpo
+    .venv/bin/python bench/f2rvlm_trial.py --model /path/to/smollm2 --variants sft-hints,grpo \
+        [--photochat /path/to/photochat]
+
+``--photochat`` defaults to ``Settings.photochat_dir`` (``FFR_PHOTOCHAT_DIR``); it needs the
+``dev/dev_00.json``, ``dev/dev_01.json`` and ``test/test_00.json`` files of PhotoChat.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 import time
 from pathlib import Path
@@ -29,10 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance  # noqa: E402
-from ffr_lib.f2rvlm.hints import HintSettings, content_words, overlap_scores, utterance_texts  # noqa: E402
+from ffr_lib.f2rvlm.hints import HintSettings, overlap_scores, utterance_texts  # noqa: E402
 from ffr_lib.f2rvlm.profiles import get_profile  # noqa: E402
+from ffr_lib.mldr.text import content_words  # noqa: E402
+from ffr_lib.settings import get_settings  # noqa: E402
 
-PHOTOCHAT = Path("/work/shared/data/photochat")
 SYNONYMS = {
     "dog": "puppy", "food": "meal", "car": "vehicle", "man": "guy", "woman": "lady",
     "tree": "trees", "flower": "blossoms", "beach": "seaside", "cake": "dessert",
@@ -45,11 +49,15 @@ def _objects(description: str) -> list[str]:
     return [o.strip().lower() for o in tail.split(",") if o.strip()]
 
 
-def load_stand_in(n_train: int, n_val: int, seed: int = 0) -> tuple[dict, list[Query], list[Query]]:
-    """Long dialogues of 3 joined PhotoChat dialogues + one query each."""
+def load_stand_in(
+    n_train: int, n_val: int, seed: int = 0, photochat: Path | None = None
+) -> tuple[dict, list[Query], list[Query]]:
+    """Long dialogues of 3 joined PhotoChat dialogues (from ``photochat``, default
+    ``Settings.photochat_dir``) + one query each."""
+    root = photochat or get_settings().photochat_dir
     raw = []
     for name in ("dev/dev_00.json", "dev/dev_01.json", "test/test_00.json"):
-        raw += json.loads((PHOTOCHAT / name).read_text())
+        raw += json.loads((root / name).read_text())
     rng = random.Random(seed)
     rng.shuffle(raw)
     raw = [
@@ -152,8 +160,8 @@ def Counter_top(segment: list[Utterance], all_utts: list[Utterance], k: int) -> 
     """The k words of the segment most specific to it (frequent in it, rare elsewhere)."""
     seg_words: dict[str, int] = {}
     for u in segment:
-        for w in re.findall(r"[a-z]+", u.text.lower()):
-            if w[:5] in content_words(w) and len(w) > 3:
+        for w in content_words(u.text):
+            if w.isalpha() and len(w) > 3:
                 seg_words[w] = seg_words.get(w, 0) + 1
     other = " ".join(u.text.lower() for u in all_utts if u not in segment)
     scored = sorted(seg_words, key=lambda w: (-(seg_words[w] - 3 * other.count(w)), w))
@@ -246,6 +254,12 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/f2r/trial")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--curriculum-n", type=int, default=48)
+    ap.add_argument(
+        "--photochat",
+        type=Path,
+        default=None,
+        help="PhotoChat folder (default: Settings.photochat_dir, FFR_PHOTOCHAT_DIR)",
+    )
     args = ap.parse_args()
     import torch
 
@@ -260,7 +274,7 @@ def main() -> None:
         print(f"== {name}: {value}", flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=2))
 
-    dialogues, train_q, val_q = load_stand_in(args.n_train, args.n_val)
+    dialogues, train_q, val_q = load_stand_in(args.n_train, args.n_val, photochat=args.photochat)
     record(
         "data",
         {

@@ -48,6 +48,7 @@ from bench.corpus import (
     embed_texts,
     load_corpus,
 )
+from ffr_lib.reporting import markdown_table, percentile
 
 SECTIONS = ("encoder", "index", "search", "ffrs", "training")
 
@@ -115,16 +116,9 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def pct(xs: Sequence[float], q: float) -> float:
-    """Percentile in ms of seconds ``xs`` (nearest rank)."""
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return round(1000 * s[min(len(s) - 1, max(0, int(round(q * len(s))) - 1))], 3)
-
-
 def lat(xs: Sequence[float]) -> dict[str, float]:
-    return {"p50_ms": round(1000 * statistics.median(xs), 3), "p95_ms": pct(xs, 0.95)}
+    """p50 and p95 in ms of seconds ``xs`` (the percentile of every FFR report)."""
+    return {f"p{q}_ms": round(1000 * percentile(xs, q), 3) for q in (50, 95)}
 
 
 class PeakRSS:
@@ -690,7 +684,7 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
         "config": json.loads(cfg.model_dump_json()),
         "env": {
             k: os.environ.get(k)
-            for k in ("FFR_ENCODER_THREADS", "OMP_NUM_THREADS", "FFR_PG_PORT")
+            for k in ("FFR_TORCH_THREADS", "FFR_ENCODER_THREADS", "OMP_NUM_THREADS", "FFR_PG_PORT")
             if os.environ.get(k)
         },
     }
@@ -854,12 +848,6 @@ def plot_search(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def render_markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     parts = [
@@ -876,7 +864,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"## Encoder ({e['texts']} fragment texts, {e['tokens_mean']} tokens mean, "
             f"max {e['tokens_max']})",
             "",
-            _table(
+            *markdown_table(
                 ["variant", "fragments/s", "threads", "load"],
                 [
                     [k, v["fragments_per_s"], v["threads"], v["load"][0]]
@@ -892,7 +880,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             "",
             "## Indexing end to end (embed + COPY + HNSW + ANALYZE)",
             "",
-            _table(
+            *markdown_table(
                 [
                     "fragments",
                     "embedded",
@@ -940,13 +928,13 @@ def render_markdown(r: dict[str, Any]) -> str:
             "",
             "## Search, k=10 (recall against numpy brute force)",
             "",
-            _table(
+            *markdown_table(
                 ["fragments", "vectors", "method", "p50 ms", "p95 ms", "recall@10", "load"], rows
             ),
             "",
             "ef_search sweep (HNSW through ffr.search_fragments):",
             "",
-            _table(
+            *markdown_table(
                 ["fragments", "ef_search", "p50 ms", "p95 ms", "recall@10"],
                 [
                     [s["fragments"], e["ef_search"], e["p50_ms"], e["p95_ms"], e["recall_at_10"]]
@@ -960,7 +948,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             "",
             "## HNSW settings (smallest index, same vectors)",
             "",
-            _table(
+            *markdown_table(
                 ["variant", "build s", "size", "ef_search", "p50 ms", "p95 ms", "recall@10"],
                 [
                     [
@@ -983,7 +971,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"## FFRS end to end ({f['profile']}, {f['model']}, model load {f['load_s']} s, "
             f"serving peak RSS {f['serving_peak_rss_mib']} MiB)",
             "",
-            _table(
+            *markdown_table(
                 ["K", "queries", "p50 s", "p95 s", "stage p50 ms", "prompt tokens", "load"],
                 [
                     [
@@ -1020,7 +1008,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             "",
             f"## Training ({t['profile']}, {t['steps']} steps each)",
             "",
-            _table(
+            *markdown_table(
                 ["stage", "s/step", "peak RSS MiB", "load"],
                 [
                     [name, t[name]["seconds_per_step"], t[name]["peak_rss_mib"], t[name]["load"][0]]

@@ -10,9 +10,9 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 from ffr_lib.evaluation.baselines import SYSTEM_NAMES
+from ffr_lib.settings import DAGSTER_HOME
 
 STEPS = (
     ("raw_dialogues", "read PhotoChat + chitchat, validate, upsert into Postgres"),
@@ -20,6 +20,7 @@ STEPS = (
     ("fragments", "cut every dialogue batch into fragments"),
     ("fem_checkpoint", "fine-tune the Fragment Embedding Model; MLflow registry"),
     ("fragment_index", "embed fragments, COPY into pgvector, HNSW"),
+    ("reader_checkpoint", "train the fine-stage reader (MLDR + QMSum spans); MLflow registry"),
     ("f2rvlm_sft", "F2RVLM cold-start SFT (LoRA)"),
     ("f2rvlm_curriculum", "difficulty-aware curriculum"),
     ("f2rvlm_grpo", "GRPO with multi-objective rewards"),
@@ -31,7 +32,8 @@ STEPS = (
 #: the CPU (4-6 s per query and system), so the demo scores a spread sample; `ffr eval` without
 #: --limit scores the whole split (BENCHMARKS.md has that table).
 DEMO_EVAL_QUERIES = 20
-#: (query, fragment) pairs the demo fine-tunes the FEM on.
+#: (query, fragment) pairs the demo fine-tunes the FEM on: 20 steps of 16, fewer than the
+#: library default (`FemTrainConfig.max_pairs`) to keep the demo's FEM step to a few CPU minutes.
 DEMO_FEM_PAIRS = 320
 #: Every default system but `f2rvlm-sft` (the SFT stage alone, ~2 min more): `ffr eval` runs it.
 DEMO_SYSTEMS = [name for name in SYSTEM_NAMES if name != "f2rvlm-sft"]
@@ -60,18 +62,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def run_config(args: argparse.Namespace) -> dict:
-    f2rvlm = {"config": {"profile": args.profile}}
+    f2rvlm = {"config": {"profile": args.profile}}  # --profile (default: the assets' own)
+    # Everything else runs with the assets' defaults (raw_dialogues: PhotoChat and 1,000
+    # chitchat conversations).
     ops: dict = {
-        "raw_dialogues": {
-            "config": {
-                "sources": [
-                    {"format": "photochat"},
-                    {"format": "chitchat", "limit": 1000},
-                ]
-            }
-        },
+        # --sources: fewer PhotoChat dialogues for a quicker try (None = all, the default).
         "mldr_splits": {"config": {"max_sources": args.sources}},
-        # Sized for the demo: 20 steps of 16 pairs (the asset default is 512 pairs).
+        # Sized for the demo (DEMO_FEM_PAIRS above).
         "fem_checkpoint": {"config": {"max_pairs": DEMO_FEM_PAIRS}},
         "f2rvlm_sft": f2rvlm,
         "f2rvlm_curriculum": f2rvlm,
@@ -149,7 +146,9 @@ def _evaluate_outside_dagster(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / "dagster_home")))
+    # The instance `ffr ui` opens too (DAGSTER_HOME, else $FFR_HOME), so the UI shows these runs.
+    home = DAGSTER_HOME.get()
+    os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

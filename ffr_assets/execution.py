@@ -2,7 +2,7 @@
 (`FFR_EXECUTOR=k8s`, set on the user deployment; see infra/README.md): one pod per step, and the
 training steps ask for a GPU node through their op tags."""
 
-import os
+from ffr_lib.settings import EXECUTOR
 
 GPU_STEP = {
     "dagster-k8s/config": {
@@ -27,8 +27,8 @@ GPU_STEP = {
 def executor():
     """`k8s_job_executor` when FFR_EXECUTOR=k8s (dagster-k8s is installed in the image only),
     else None (Dagster's default)."""
-    choice = os.environ.get("FFR_EXECUTOR", "").strip().lower()
-    if choice in ("", "default", "multiprocess"):
+    choice = EXECUTOR.get()
+    if choice in (None, "default", "multiprocess"):
         return None
     if choice == "k8s":
         from dagster_k8s import k8s_job_executor  # noqa: PLC0415 - only in the cluster image

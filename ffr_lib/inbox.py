@@ -16,7 +16,6 @@ modified more recently may still be being copied.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import time
@@ -26,14 +25,14 @@ from pathlib import Path
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
 from ffr_lib.data.readers import FORMATS, read_dataset
-from ffr_lib.settings import get_settings
+from ffr_lib.settings import INBOX_DIR, INBOX_SETTLE_SECONDS
 from ffr_lib.store import write_dataset
 
 BATCH_PREFIX = "inbox-"
 
 
 def inbox_dir() -> Path:
-    return Path(os.environ.get("FFR_INBOX_DIR", get_settings().home / "inbox"))
+    return INBOX_DIR.get()
 
 
 def format_of(path: Path) -> str:
@@ -62,7 +61,7 @@ def pending_files(folder: Path | None = None, settle_seconds: float | None = Non
     """New files in the inbox, oldest first, skipping ones modified in the last seconds."""
     folder = folder or inbox_dir()
     if settle_seconds is None:
-        settle_seconds = float(os.environ.get("FFR_INBOX_SETTLE_SECONDS", "5"))
+        settle_seconds = INBOX_SETTLE_SECONDS.get()
     if not folder.is_dir():
         return []
     now = time.time()

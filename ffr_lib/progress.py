@@ -11,17 +11,18 @@ run's log in the UI shows how far a long step is and how long it still needs.
             bar.update(len(chunk))
 
 ``FFR_PROGRESS=0`` turns both off (log lines and bar); ``FFR_PROGRESS_EVERY`` sets the seconds
-between log lines (default 15).
+between log lines (both in ``ffr_lib.settings``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
+
+from ffr_lib.settings import PROGRESS, PROGRESS_EVERY
 
 log = logging.getLogger("ffr_lib.progress")
 
@@ -29,14 +30,11 @@ T = TypeVar("T")
 
 
 def _enabled() -> bool:
-    return os.environ.get("FFR_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
+    return bool(PROGRESS.get())
 
 
 def _every_default() -> float:
-    try:
-        return float(os.environ.get("FFR_PROGRESS_EVERY", "15"))
-    except ValueError:
-        return 15.0
+    return float(PROGRESS_EVERY.get())
 
 
 def _duration(seconds: float) -> str:

@@ -7,8 +7,9 @@ the 2-core development machine at load average ~12 (MiniLM encoding 600 utteranc
 
 :func:`torch_threads` picks one thread when the 1-minute load average exceeds 1.5x the cores
 (our own threads alone load the machine up to about the core count), the default otherwise;
-``FFR_TORCH_THREADS`` forces a number. The context manager restores the previous setting, so a
-step only changes the threads for its own work.
+``FFR_TORCH_THREADS`` (``ffr_lib.settings``; ``FFR_ENCODER_THREADS``, its older name, still
+works) forces a number, for encoding and training alike. The context manager restores the previous
+setting, so a step only changes the threads for its own work.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from ffr_lib.settings import TORCH_THREADS
 
 
 def cpu_count() -> int:
@@ -27,12 +30,9 @@ def cpu_count() -> int:
 
 def wanted_threads(load: float | None = None, cores: int | None = None) -> int:
     """The thread count for the current load (see the module docstring)."""
-    forced = os.environ.get("FFR_TORCH_THREADS", "").strip()
+    forced = TORCH_THREADS.get()
     if forced:
-        try:
-            return max(1, int(forced))
-        except ValueError:
-            pass
+        return forced
     cores = cores or cpu_count()
     if load is None:
         try:

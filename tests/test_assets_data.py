@@ -29,12 +29,16 @@ def _run_config(limit: int) -> dict:
 def test_data_assets_materialize_idempotently(db_url: str, ffr_home: Path) -> None:
     instance = DagsterInstance.ephemeral()
     resources = {"database": DatabaseResource(url=db_url), "mlflow": MlflowResource()}
-    result = materialize(
-        [raw_dialogues, mldr_splits],
-        instance=instance,
-        resources=resources,
-        run_config=_run_config(90),
-    )
+
+    def materialize_data():  # the same run twice: the second must store nothing new
+        return materialize(
+            [raw_dialogues, mldr_splits],
+            instance=instance,
+            resources=resources,
+            run_config=_run_config(90),
+        )
+
+    result = materialize_data()
     assert result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"no_leakage": True, "gold_in_range": True, "query_mix": True}
@@ -49,12 +53,7 @@ def test_data_assets_materialize_idempotently(db_url: str, ffr_home: Path) -> No
     assert {"mldr-train", "mldr-val", "mldr-test"} <= partitions
 
     # Re-materializing the same config stores nothing new.
-    again = materialize(
-        [raw_dialogues, mldr_splits],
-        instance=instance,
-        resources=resources,
-        run_config=_run_config(90),
-    )
+    again = materialize_data()
     assert again.success
     assert count_rows(db_url) == counts
 

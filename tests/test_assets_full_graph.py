@@ -97,8 +97,11 @@ def test_f2rvlm_assets_train_and_chain_adapters(db_url: str, ffr_home: Path) -> 
 
     # The retrieval half and the report, on the val batch.
     everything = list(defs.assets) + list(defs.asset_checks or [])
+    windows = {"fragments": {"config": {"segmenter": "windows"}}}
     for step, partition, ops in (
-        ("fragments", "mldr-val", {"fragments": {"config": {"segmenter": "windows"}}}),
+        # The FEM trains on the fragments of mldr-train and is judged on those of mldr-val.
+        ("fragments", "mldr-train", windows),
+        ("fragments", "mldr-val", windows),
         (
             "fem_checkpoint",
             None,

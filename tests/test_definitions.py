@@ -13,12 +13,13 @@ from ffr_assets.definitions import defs
 LINEAGE = {
     "mldr_splits": {"raw_dialogues"},
     "fragments": {"mldr_splits", "inbox_dialogues"},
-    "fem_checkpoint": {"fragments"},
+    "fem_checkpoint": {"fragments", "mldr_splits", "raw_dialogues"},
     "fragment_index": {"fragments", "fem_checkpoint"},
+    "reader_checkpoint": {"mldr_splits"},
     "f2rvlm_sft": {"mldr_splits"},
     "f2rvlm_curriculum": {"f2rvlm_sft", "mldr_splits"},
     "f2rvlm_grpo": {"f2rvlm_sft", "f2rvlm_curriculum"},
-    "evaluation_report": {"fragment_index", "mldr_splits", "f2rvlm_grpo"},
+    "evaluation_report": {"fragment_index", "mldr_splits", "f2rvlm_grpo", "reader_checkpoint"},
 }
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ffr_lib.evaluation.baselines import BM25Utterances, OverlapWindow, PositionPrior
 from ffr_lib.evaluation.harness import Corpus, HarnessConfig
 from ffr_lib.evaluation.locomo import evaluate_locomo, read_locomo_dataset
+from ffr_lib.evaluation.systems import build_systems
 from ffr_lib.mldr.difficulty import bm25_predict
 
 FIXTURE = Path(__file__).parent / "fixtures" / "readers" / "locomo" / "locomo10.json"
@@ -19,7 +19,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "readers" / "locomo" / "locomo10.
 
 def test_single_dialogue_groups_match_the_predictions() -> None:
     dataset = read_locomo_dataset(FIXTURE)
-    systems = [BM25Utterances(), OverlapWindow(), PositionPrior()]
+    systems = build_systems(["bm25-utt", "overlap-window", "position-prior"])
     out = evaluate_locomo(
         dataset, systems, corpus=Corpus.in_memory(dataset), config=HarnessConfig(modes=["single"])
     )
@@ -42,10 +42,14 @@ def test_single_dialogue_groups_match_the_predictions() -> None:
 
 
 @pytest.mark.db
-def test_eval_and_query_commands_end_to_end(db_url: str, ffr_home: Path, tmp_path: Path) -> None:
+def test_eval_and_query_commands_end_to_end(
+    db_url: str, ffr_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import typer
 
     from ffr_lib.cli.evaluate import eval_command, query_command
+    from ffr_lib.db import connect, dispose_engines
+    from ffr_lib.db.scratch import with_database
 
     app = typer.Typer()
     app.command("eval")(eval_command)
@@ -55,7 +59,7 @@ def test_eval_and_query_commands_end_to_end(db_url: str, ffr_home: Path, tmp_pat
         app,
         ["eval", "--dataset", "locomo", "--path", str(FIXTURE), "--systems", "bm25-utt,fem",
          "--systems", "f2rvlm", "--reports-dir", str(tmp_path), "--run-name", "t",
-         "--no-mlflow"],
+         "--no-mlflow", "--keep", "eval_locomo_kept"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "latest" / "metrics.json").read_text())
@@ -65,8 +69,19 @@ def test_eval_and_query_commands_end_to_end(db_url: str, ffr_home: Path, tmp_pat
     assert "skipped" in metrics["locomo/single"]["f2rvlm"]  # no adapter given
     assert (tmp_path / "t" / "predictions" / "locomo__corpus__fem.jsonl").is_file()
 
-    result = runner.invoke(app, ["query", "What did Melanie paint?", "--k", "3"])
-    assert result.exit_code == 0, result.output
-    assert "locomo:conv-1" in result.output and "utterances [" in result.output
+    # The serving database got nothing; the kept evaluation database holds the corpus, and
+    # `ffr query` pointed at it finds the conversation.
+    with connect(db_url) as db:
+        assert db.execute("SELECT count(*) FROM ffr.dialogues").fetchone()[0] == 0
+    kept = with_database(db_url, "eval_locomo_kept")
+    try:
+        monkeypatch.setenv("FFR_DATABASE_URL", kept)
+        result = runner.invoke(app, ["query", "What did Melanie paint?", "--k", "3"])
+        assert result.exit_code == 0, result.output
+        assert "locomo:conv-1" in result.output and "utterances [" in result.output
+    finally:
+        dispose_engines()
+        with connect(with_database(db_url, "postgres"), autocommit=True) as db:
+            db.execute('DROP DATABASE IF EXISTS "eval_locomo_kept" WITH (FORCE)')
     bad = runner.invoke(app, ["eval", "--dataset", "locomo"])
     assert bad.exit_code == 2

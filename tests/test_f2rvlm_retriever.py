@@ -15,8 +15,8 @@ from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
 from ffr_lib.f2rvlm.hints import (
     HintSettings,
     buckets,
-    content_words,
     hint_annotations,
+    hint_terms,
     overlap_scores,
     preselect_ids,
     relevance_scores,
@@ -37,8 +37,10 @@ def _dialogue(n: int = 20) -> Dialogue:
     return Dialogue(id="d", source="test", utterances=utterances, images=images)
 
 
-def test_content_words_and_overlap_scores_hand_computed() -> None:
-    assert content_words("The Glaciers were melting!") == {"glaci", "melti"}
+def test_hint_terms_and_overlap_scores_hand_computed() -> None:
+    # The MLDR stop words and stemmer, less the query framing ("photo", "chat", "talked", ...).
+    assert hint_terms("The Glaciers were melting!") == {"glacier", "melt"}
+    assert hint_terms("the chat where we talked about the photos of dogs") == {"dog"}
     scores = overlap_scores("glacier lake", ["the glacier", "a lake and a glacier", "nothing"])
     assert scores.tolist() == [0.5, 1.0, 0.0]
     assert overlap_scores("the and", ["anything"]).tolist() == [0.0]  # no content word

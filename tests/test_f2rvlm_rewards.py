@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from ffr_lib.data.format.answer import format_answer, format_compact
+from ffr_lib.f2rvlm.profiles import PROFILES, GRPOSettings
 from ffr_lib.f2rvlm.rewards import (
-    REWARD_FACTORIES,
+    DEFAULT_REWARDS,
     REWARDS,
     RewardWeights,
     build_rewards,
@@ -18,7 +19,9 @@ from ffr_lib.f2rvlm.rewards import (
     make_f1_reward,
     make_format_reward,
     make_fragment_reward,
+    needs_embed,
 )
+from ffr_lib.registry import UnknownNameError
 
 GOLD = format_answer([3, 4, 5], [1])
 
@@ -27,9 +30,36 @@ def ans(u: list[int], i: list[int]) -> str:
     return format_answer(u, i)
 
 
-def test_registry() -> None:
-    assert set(REWARDS) == {"f1", "format"} and set(REWARD_FACTORIES) == {"fragment"}
-    assert REWARDS["f1"] is f1_reward and REWARDS["format"] is format_reward
+def test_registry_every_name_builds_with_its_weight() -> None:
+    assert REWARDS.names() == DEFAULT_REWARDS == ("f1", "fragment", "format")
+    assert all(REWARDS.descriptions().values())
+    assert set(REWARDS) <= set(RewardWeights.model_fields)  # each reward has its weight field
+    for name in REWARDS:
+        funcs, weights = build_rewards(embed=FakeEmbedder(), names=[name])
+        assert len(funcs) == 1 and callable(funcs[0])
+        assert weights == [getattr(RewardWeights(), name)]
+    assert REWARDS.factory("f1") is make_f1_reward
+    assert REWARDS.factory("fragment") is make_fragment_reward
+    assert make_format_reward()([GOLD]) == format_reward([GOLD])
+
+
+def test_unknown_reward_is_one_error_listing_the_known_ones() -> None:
+    with pytest.raises(UnknownNameError, match=r"unknown reward 'f2'; known: f1, fragment, format"):
+        build_rewards(names=["f1", "f2"])
+    with pytest.raises(ValueError, match="known: f1, fragment, format"):  # from the profile too
+        GRPOSettings(rewards=["f1", "coherence"])
+
+
+def test_profiles_name_the_default_rewards() -> None:
+    assert GRPOSettings().rewards == list(DEFAULT_REWARDS)
+    for profile in PROFILES.values():
+        assert profile.grpo.rewards == list(DEFAULT_REWARDS)
+    # The cpu profiles weigh R_Fragment 0: built without it, so they need no encoder.
+    cpu = PROFILES["cpu-small"].grpo
+    assert not needs_embed(cpu.rewards, cpu.reward_weights)
+    assert needs_embed(DEFAULT_REWARDS) and not needs_embed(["f1", "format"])
+    funcs, weights = build_rewards(cpu.reward_weights, names=cpu.rewards)
+    assert [f.__name__ for f in funcs] == ["f1_reward", "format_reward"] and weights == [1.0, 0.3]
 
 
 def test_f1_reward_hand_computed() -> None:
@@ -165,3 +195,5 @@ def test_build_rewards() -> None:
     assert [f.__name__ for f in funcs] == ["f1_reward", "format_reward"] and weights == [1.0, 0.3]
     with pytest.raises(ValueError):
         build_rewards()
+    funcs, weights = build_rewards(names=["format", "f1"])  # the profile's names and order
+    assert [f.__name__ for f in funcs] == ["format_reward", "f1_reward"] and weights == [0.3, 1.0]

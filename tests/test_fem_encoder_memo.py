@@ -25,7 +25,7 @@ def _encoder() -> TextEncoder:
     enc._memo = {}
     enc.memo_hits = enc.memo_misses = 0
     enc._version = "fake@0"
-    enc.threads = None  # follow the load, as a real encoder without FFR_ENCODER_THREADS
+    enc.threads = None  # follow the load, as a real encoder without FFR_TORCH_THREADS
     return enc
 
 

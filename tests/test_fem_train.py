@@ -188,3 +188,30 @@ def test_compare_on_out_of_source_chitchat_and_decide(splits) -> None:
     assert promotion_decision(report).promote
     backwards = {name: {"base": p["tuned"], "tuned": p["base"]} for name, p in report.items()}
     assert not promotion_decision(backwards).promote
+
+
+def test_the_stage_trains_and_judges_on_the_fragments_the_index_serves(
+    splits, ffr_home: Path
+) -> None:
+    """`served_segmenter` returns the fragments the `fragments` stage wrote for the split's batch
+    (here windows of 5, not the trainer's fallback of 8), and refuses a missing or stale batch."""
+    from ffr_lib.fem.stage import served_segmenter
+    from ffr_lib.segment.stage import fragments_path, write_fragments
+    from ffr_lib.segment.windows import FixedWindowSegmenter, WindowConfig
+
+    train = _small(splits["train"], 4)
+    with pytest.raises(FileNotFoundError, match="mldr-train"):
+        served_segmenter("train", train)
+    cut = FixedWindowSegmenter(WindowConfig(size=5))
+    stored = [f for d in train.dialogues for f in cut.segment(d)]
+    write_fragments(stored, fragments_path("mldr-train"))
+    segment = served_segmenter("train", train)
+    for dialogue in train.dialogues:
+        assert [f.id for f in segment(dialogue)] == [f.id for f in cut.segment(dialogue)]
+    pairs = build_pairs(train, segment, FemTrainConfig(max_pairs=None))
+    texts = {f.text for f in stored}
+    assert pairs and all(p.positive in texts for p in pairs)
+
+    write_fragments(stored[1:], fragments_path("mldr-train"))  # one fragment lost: stale
+    with pytest.raises(ValueError, match="do not match 1 of the 4 dialogues"):
+        served_segmenter("train", train)

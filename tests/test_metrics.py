@@ -126,12 +126,8 @@ def test_all_negative_set_conventions() -> None:
     ] * 3
     m = set_metrics(right)
     # nothing to find and nothing predicted: P = R = F1 = MCC = 1
-    assert (m.utterance.precision, m.utterance.recall, m.utterance.f1, m.utterance.mcc) == (
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-    )
+    utterance = (m.utterance.precision, m.utterance.recall, m.utterance.f1, m.utterance.mcc)
+    assert utterance == (1.0,) * 4
     assert (m.f1, m.mcc, m.macro_f1, m.exact_match) == (1.0, 1.0, 1.0, 1.0)
     wrong = [
         *right,
@@ -139,12 +135,8 @@ def test_all_negative_set_conventions() -> None:
     ]
     m = set_metrics(wrong)
     # tp 0, fp 1, fn 0: P = 0, R = 0 (no gold but something predicted), F1 0, MCC 0
-    assert (m.utterance.precision, m.utterance.recall, m.utterance.f1, m.utterance.mcc) == (
-        0.0,
-        0.0,
-        0.0,
-        0.0,
-    )
+    utterance = (m.utterance.precision, m.utterance.recall, m.utterance.f1, m.utterance.mcc)
+    assert utterance == (0.0,) * 4
     assert m.image.f1 == 1.0 and m.f1 == 0.5
     assert m.macro_f1 == pytest.approx(3 / 4) and m.exact_match == pytest.approx(3 / 4)
     # gold but no prediction: P 0, R 0

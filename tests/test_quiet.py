@@ -4,6 +4,7 @@ their switches at import), and the same code with verbose on shows them (the che
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ffr_lib.cli import app
+from ffr_lib.quiet import QUIET_ENVIRONMENT
 
 SCRIPT = """
 import logging, sys
@@ -44,11 +46,15 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(model: Path, mode: str) -> str:
+    # A fresh environment without the switches: an `ffr` command run in this test process
+    # (CliRunner) sets them in os.environ, and a child would inherit them.
+    env = {k: v for k, v in os.environ.items() if k not in QUIET_ENVIRONMENT}
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(model), mode],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     assert "loaded" in done.stdout

@@ -62,6 +62,25 @@ CASES = [
     ("locomo_duplicate_sample.json", "locomo", "", 1, "sample_id"),
     ("locomo_non_utf8.json", "locomo", "", 0, "conversation.session_1[1].text"),
     ("locomo_empty_dialogue.json", "locomo", "", 0, "conversation"),
+    ("qmsum_malformed.json", "qmsum", "", "line 7", None),
+    ("qmsum_not_an_object.json", "qmsum", "", "qmsum_not_an_object", None),
+    (
+        "qmsum_missing_transcripts.json",
+        "qmsum",
+        "",
+        "qmsum_missing_transcripts",
+        "meeting_transcripts",
+    ),
+    (
+        "qmsum_missing_speaker.json",
+        "qmsum",
+        "",
+        "qmsum_missing_speaker",
+        "meeting_transcripts[0].speaker",
+    ),
+    ("qmsum_wrong_type.json", "qmsum", "", "qmsum_wrong_type", "meeting_transcripts[1].content"),
+    ("qmsum_non_utf8.json", "qmsum", "", "qmsum_non_utf8", "meeting_transcripts[1].content"),
+    ("qmsum_empty_meeting.json", "qmsum", "", "qmsum_empty_meeting", "meeting_transcripts"),
 ]
 
 
@@ -126,7 +145,7 @@ def test_decompression_bomb_in_canonical_folder(tmp_path: Path) -> None:
 
 
 def test_missing_paths_are_input_errors(tmp_path: Path) -> None:
-    for fmt in ("canonical", "photochat", "chitchat", "wechat-raw", "locomo"):
+    for fmt in ("canonical", "photochat", "chitchat", "wechat-raw", "locomo", "qmsum"):
         with pytest.raises(InputError) as caught:
             read_dataset(tmp_path / "does-not-exist", fmt)
         assert "does-not-exist" in str(caught.value)

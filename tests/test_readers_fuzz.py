@@ -47,6 +47,7 @@ CASES = [
     ("chitchat", FIXTURES / "chitchat" / "conversations.json", "conversations.json"),
     ("locomo", FIXTURES / "locomo" / "locomo10.json", "locomo10.json"),
     ("wechat-raw", FIXTURES / "wechat_raw" / "dialogues.json", "dialogues.json"),
+    ("qmsum", FIXTURES / "qmsum" / "val" / "Demo002.json", "Demo002.json"),
 ]
 
 

@@ -15,7 +15,15 @@ FIXTURES = Path(__file__).parent / "fixtures" / "readers"
 
 
 def test_known_formats() -> None:
-    assert set(FORMATS) == {"canonical", "photochat", "chitchat", "msswift", "wechat-raw", "locomo"}
+    assert set(FORMATS) == {
+        "canonical",
+        "photochat",
+        "chitchat",
+        "msswift",
+        "wechat-raw",
+        "locomo",
+        "qmsum",
+    }
     assert all(isinstance(text, str) and text for text in FORMATS.values())
 
 
@@ -36,6 +44,7 @@ def test_unknown_format_lists_known_ones() -> None:
         (FIXTURES / "chitchat" / "conversations.json", "chitchat", 2),
         (FIXTURES / "wechat_raw", "wechat-raw", 2),
         (FIXTURES / "locomo" / "locomo10.json", "locomo", 2),
+        (FIXTURES / "qmsum", "qmsum", 3),
     ],
 )
 def test_dispatch(path: Path, fmt: str, n_dialogues: int) -> None:

@@ -62,10 +62,11 @@ def clean_db_url(pg_server: EmbeddedServer) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _backend(url: str, app: str) -> tuple[str, str] | None:
+def _backend(url: str, app: str) -> tuple[str, str | None] | None:
+    """The running statement and what it waits for of the backend of ``app``; None without one."""
     with connect(url, autocommit=True) as db:
         row = db.execute(
-            "SELECT state, query FROM pg_stat_activity WHERE application_name = %s "
+            "SELECT query, wait_event_type FROM pg_stat_activity WHERE application_name = %s "
             "AND datname = current_database()",
             (app,),
         ).fetchone()
@@ -99,13 +100,8 @@ def _assert_same_as_clean(url: str, clean_url: str) -> None:
 
 def _waiting_on_lock(url: str, app: str, statement: str) -> bool:
     """The indexer's backend runs ``statement`` and waits for a lock (one the test holds)."""
-    with connect(url, autocommit=True) as db:
-        row = db.execute(
-            "SELECT query, wait_event_type FROM pg_stat_activity WHERE application_name = %s "
-            "AND datname = current_database()",
-            (app,),
-        ).fetchone()
-    return row is not None and row[0].startswith(statement) and row[1] == "Lock"
+    backend = _backend(url, app)
+    return backend is not None and backend[0].startswith(statement) and backend[1] == "Lock"
 
 
 # Where the kill lands, made certain by a lock the test holds (never a guess in time):

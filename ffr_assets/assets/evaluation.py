@@ -35,10 +35,11 @@ class EvaluationReportConfig(Config):
 
 @asset(
     group_name="evaluation",
-    deps=["fragment_index", "mldr_splits"],
+    # The reader is read from its champion pointer (FFR_MODELS_DIR/reader/champion.json).
+    deps=["fragment_index", "mldr_splits", "reader_checkpoint"],
     ins={"f2rvlm_grpo": AssetIn()},
     description="Every system on the same queries in one run: BM25 (utterances, fragments), "
-    "dense MiniLM, FEM alone, FFRS (whole fragment vs F2RVLM's pick), F2RVLM alone, position "
+    "dense MiniLM, FEM alone, the trained reader, FFRS (whole fragment vs F2RVLM's pick), F2RVLM alone, position "
     "prior, word-overlap and MiniLM windows. Micro P/R/F1/MCC per modality and joint, macro F1, "
     "exact match, Recall@K, MRR, nDCG@10, latency per stage, by length bucket and query family. "
     "Written to reports/<run>/ and reports/latest/ and logged to MLflow.",

@@ -17,27 +17,29 @@ from dagster import (
     asset,
     asset_check,
 )
-from pydantic import Field
 
+from ffr_assets.config import from_library
 from ffr_assets.execution import GPU_STEP
 from ffr_assets.resources import MlflowResource
+from ffr_lib.f2rvlm.stage import F2RVLMStageConfig, run_curriculum, run_grpo, run_sft
 
 
 class F2RVLMConfig(Config):
-    profile: str = Field(
-        default="cpu-small",
-        description="paper (Qwen2-VL on GPUs) | cpu-small (~30 min, the demo) | cpu-full "
-        "(hours) | tiny (tests)",
+    """Defaults are F2RVLMStageConfig's."""
+
+    profile: str = from_library(
+        F2RVLMStageConfig,
+        "profile",
+        "paper (Qwen2-VL on GPUs) | cpu-small (~30 min, the demo) | cpu-full (hours) | tiny "
+        "(tests)",
     )
-    backbone: str | None = Field(
-        default=None, description="override the profile's backbone: alias, folder or hub id"
+    backbone: str | None = from_library(
+        F2RVLMStageConfig, "backbone", "override the profile's backbone: alias, folder or hub id"
     )
-    seed: int = Field(default=0, description="sampling of training prompts")
+    seed: int = from_library(F2RVLMStageConfig, "seed", "sampling of training prompts")
 
 
-def _stage_config(config: F2RVLMConfig) -> Any:
-    from ffr_lib.f2rvlm.stage import F2RVLMStageConfig
-
+def _stage_config(config: F2RVLMConfig) -> F2RVLMStageConfig:
     return F2RVLMStageConfig(profile=config.profile, backbone=config.backbone, seed=config.seed)
 
 
@@ -64,8 +66,6 @@ def _metadata(summary: dict) -> dict:
     op_tags=GPU_STEP,
 )
 def f2rvlm_sft(context: AssetExecutionContext, config: F2RVLMConfig, mlflow: MlflowResource):
-    from ffr_lib.f2rvlm.stage import run_sft
-
     mlflow.configure()
     summary = run_sft(_stage_config(config))
     context.log.info(f"SFT adapter at {summary['adapter_dir']} ({summary['records']} records)")
@@ -84,8 +84,6 @@ def f2rvlm_sft(context: AssetExecutionContext, config: F2RVLMConfig, mlflow: Mlf
     op_tags=GPU_STEP,
 )
 def f2rvlm_curriculum(context: AssetExecutionContext, config: F2RVLMConfig, f2rvlm_sft: dict):
-    from ffr_lib.f2rvlm.stage import run_curriculum
-
     summary = run_curriculum(_stage_config(config), f2rvlm_sft["adapter_dir"])
     context.log.info(f"curriculum classes {summary.get('class_counts')}")
     return Output(summary, metadata=_metadata(summary))
@@ -108,8 +106,6 @@ def f2rvlm_grpo(
     f2rvlm_sft: dict,
     f2rvlm_curriculum: dict,
 ):
-    from ffr_lib.f2rvlm.stage import run_grpo
-
     mlflow.configure()
     summary = run_grpo(_stage_config(config), f2rvlm_sft["adapter_dir"], f2rvlm_curriculum["path"])
     context.log.info(f"GRPO adapter at {summary['adapter_dir']}")

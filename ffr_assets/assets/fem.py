@@ -16,29 +16,42 @@ from dagster import (
     Output,
     asset,
 )
-from pydantic import Field
 
+from ffr_assets.config import from_library
 from ffr_assets.partitions import dialogue_batches
 from ffr_assets.resources import DatabaseResource, MlflowResource
+from ffr_lib.fem.stage import FemStageConfig, run_fem
+from ffr_lib.fem.train import FemTrainConfig
+from ffr_lib.index.stage import IndexStageConfig, run_index
 
 
 class FemConfig(Config):
-    base_model: str = Field(default="minilm", description="minilm | multilingual-e5-small | path")
-    epochs: int = Field(default=1, description="passes over the training pairs")
-    max_pairs: int = Field(default=512, description="(query, gold fragment) pairs trained on")
-    max_seq_length: int = Field(default=128, description="tokens per fragment (CPU cost)")
-    batch_size: int = Field(default=16, description="in-batch negatives grow with the batch")
-    val_queries: int = Field(default=400, description="val queries scored for the decision")
+    """The knobs worth turning in the UI; defaults are FemTrainConfig's and FemStageConfig's."""
+
+    base_model: str = from_library(
+        FemTrainConfig, "base_model", "minilm | multilingual-e5-small | path"
+    )
+    epochs: int = from_library(FemTrainConfig, "epochs", "passes over the training pairs")
+    max_pairs: int = from_library(FemTrainConfig, "max_pairs")
+    max_seq_length: int = from_library(FemTrainConfig, "max_seq_length")
+    batch_size: int = from_library(FemTrainConfig, "batch_size")
+    val_queries: int = from_library(
+        FemStageConfig, "val_queries", "val queries scored for the decision"
+    )
 
 
 @asset(
     group_name="retrieval",
-    deps=["fragments"],
+    # Reads the split files (queries, gold), the fragments of the mldr-train and mldr-val
+    # partitions, and stored chitchat dialogues for the out-of-source check.
+    deps=["fragments", "mldr_splits", "raw_dialogues"],
     description="The Fragment Embedding Model: the packaged MiniLM fine-tuned contrastively on "
-    "(query, gold fragment) pairs of the MLDR train split with in-batch and same-dialogue hard "
-    "negatives. Registered in MLflow as `ffr-fem`; alias `champion` only when it beats the base "
-    "model in-domain AND on question-style and out-of-source queries, else `challenger` and the "
-    "base model keeps serving.",
+    "(query, gold fragment) pairs of the MLDR train split, the fragments being those the "
+    "`fragments` asset cut for partition mldr-train (what the index serves), with in-batch and "
+    "same-dialogue hard negatives; judged on the mldr-val fragments. Registered in MLflow as "
+    "`ffr-fem`; alias `champion` only when it beats the base model in-domain AND on "
+    "question-style and out-of-source queries, else `challenger` and the base model keeps "
+    "serving.",
     owners=["team:ffr"],
     kinds={"pytorch", "mlflow"},
     check_specs=[
@@ -55,9 +68,6 @@ def fem_checkpoint(
     database: DatabaseResource,
     mlflow: MlflowResource,
 ):
-    from ffr_lib.fem.stage import FemStageConfig, run_fem
-    from ffr_lib.fem.train import FemTrainConfig
-
     mlflow.configure()
     summary = run_fem(
         database.resolved_url(),
@@ -83,6 +93,7 @@ def fem_checkpoint(
         "mlflow_run_id": summary["run_id"],
         "registered": f"{summary['model_name']} v{summary['version']} ({summary['alias']})",
         "pairs": summary["pairs"],
+        "train_fragments": MetadataValue.path(summary["fragments"]["train"]),
         "train_seconds": summary["train_seconds"],
         "scores": MetadataValue.json(summary["scores"]),
         "report": MetadataValue.json(summary["report"]),
@@ -103,7 +114,9 @@ def fem_checkpoint(
 
 
 class IndexAssetConfig(Config):
-    recall_sample: int = Field(default=50, description="queries used by the HNSW recall check")
+    recall_sample: int = from_library(
+        IndexStageConfig, "recall_sample", "queries used by the HNSW recall check"
+    )
 
 
 INDEX_CHECKS = ("no_duplicates", "coverage", "hnsw_recall", "explain_uses_index")
@@ -130,8 +143,6 @@ def fragment_index(
     database: DatabaseResource,
     fem_checkpoint: dict,
 ):
-    from ffr_lib.index.stage import IndexStageConfig, run_index
-
     summary = run_index(
         database.resolved_url(),
         context.partition_key,

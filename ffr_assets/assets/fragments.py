@@ -6,20 +6,19 @@ No `from __future__ import annotations` in asset modules: Dagster resolves Confi
 from typing import Literal
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
-from pydantic import Field
 
+from ffr_assets.config import from_library
 from ffr_assets.partitions import dialogue_batches
 from ffr_assets.resources import DatabaseResource
+from ffr_lib.segment.stage import FragmentStageConfig, cut_batch
 
 
 class FragmentsConfig(Config):
-    segmenter: Literal["texttiling", "windows"] = Field(
-        default="texttiling", description="embedding topic segmenter, or fixed windows"
-    )
-    encoder: str = Field(default="minilm", description="model the segmenter embeds with")
-    evaluate_on: int = Field(
-        default=100, description="dialogues with known topics scored by Pk/WindowDiff"
-    )
+    """Defaults are FragmentStageConfig's."""
+
+    segmenter: Literal["texttiling", "windows"] = from_library(FragmentStageConfig, "segmenter")
+    encoder: str = from_library(FragmentStageConfig, "encoder")
+    evaluate_on: int = from_library(FragmentStageConfig, "evaluate_on")
 
 
 @asset(
@@ -35,8 +34,6 @@ class FragmentsConfig(Config):
 def fragments(
     context: AssetExecutionContext, config: FragmentsConfig, database: DatabaseResource
 ) -> MaterializeResult:
-    from ffr_lib.segment.stage import FragmentStageConfig, cut_batch
-
     summary = cut_batch(
         database.resolved_url(),
         context.partition_key,

@@ -15,20 +15,33 @@ from dagster import (
 )
 from pydantic import Field
 
+from ffr_assets.config import from_library, library_default
 from ffr_assets.partitions import dialogue_batches
 from ffr_assets.resources import DatabaseResource
+from ffr_lib.mldr.builder import BuilderConfig, get_profile
+from ffr_lib.mldr.queries import QueryConfig
+from ffr_lib.mldr.splits import SplitConfig
+from ffr_lib.mldr.stage import MldrStageConfig, build_mldr
 
 
 class MldrSplitsConfig(Config):
-    source_names: list[str] = Field(
-        default=["photochat"], description="stored dialogue sources to build from"
+    """Defaults are those of MldrStageConfig and the SplitConfig / BuilderConfig / QueryConfig
+    inside it."""
+
+    source_names: list[str] = from_library(
+        MldrStageConfig, "source_names", "stored dialogue sources to build from"
     )
-    max_sources: int | None = Field(
-        default=None, description="use at most this many source dialogues (None = all)"
+    max_sources: int | None = from_library(
+        MldrStageConfig, "max_sources", "use at most this many source dialogues (None = all)"
     )
-    profile: str = Field(default="mldr", description="mldr (~25 turns), wechat (~75), long (300+)")
-    seed: int = Field(default=0, description="one seed decides sources, splits and queries")
-    queries_per_dialogue: int = Field(default=6, description="queries generated per dialogue")
+    profile: str = Field(
+        default=library_default(BuilderConfig, "profile").name,
+        description="mldr (~25 turns), wechat (~75), long (300+)",
+    )
+    seed: int = from_library(SplitConfig, "seed", "one seed decides sources, splits and queries")
+    queries_per_dialogue: int = from_library(
+        QueryConfig, "per_dialogue", "queries generated per dialogue"
+    )
 
 
 def _difficulty_table(difficulty: dict) -> str:
@@ -66,11 +79,6 @@ def _difficulty_table(difficulty: dict) -> str:
 def mldr_splits(
     context: AssetExecutionContext, config: MldrSplitsConfig, database: DatabaseResource
 ) -> MaterializeResult:
-    from ffr_lib.mldr.builder import BuilderConfig, get_profile
-    from ffr_lib.mldr.queries import QueryConfig
-    from ffr_lib.mldr.splits import SplitConfig
-    from ffr_lib.mldr.stage import MldrStageConfig, build_mldr
-
     stage_config = MldrStageConfig(
         source_names=config.source_names,
         max_sources=config.max_sources,

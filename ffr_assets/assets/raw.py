@@ -20,7 +20,8 @@ class RawDialoguesConfig(Config):
     sources: list[SourceConfig] = Field(
         default_factory=lambda: [
             SourceConfig(format="photochat"),
-            SourceConfig(format="chitchat", limit=2000),
+            # Chitchat is the FEM's out-of-source check (it reads a few dozen); 1,000 is ample.
+            SourceConfig(format="chitchat", limit=1000),
         ],
         description="dialogue sources to ingest; PhotoChat is read from FFR_PHOTOCHAT_DIR",
     )

@@ -4,6 +4,7 @@ and `ffr query` (FFRS over the indexed corpus, or F2RVLM over one dialogue).
     ffr eval --dataset mldr --split val [--systems bm25-utt,fem] [--k 20] [--limit N]
              [--reader-limit N] [--model ADAPTER] [--modes single,corpus]
     ffr eval --dataset locomo --path locomo10.json
+    ffr eval --dataset qmsum --split val          (or --path DIR: any folder of QMSum meetings)
     ffr query "the photo of the lake" [--k 20] [--dialogue ID] [--model ADAPTER]
 
 Registered by the lead in ``ffr_lib/cli/__init__.py``::
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import typer
 
+from ffr_lib.evaluation.systems import systems_help
+
 log = logging.getLogger(__name__)
 
 
@@ -30,14 +33,16 @@ def _split_list(values: list[str] | None) -> list[str] | None:
 
 
 def eval_command(
-    dataset: str = typer.Option("mldr", "--dataset", "-d", help="mldr | locomo"),
-    split: str = typer.Option("val", "--split", help="MLDR split: val | test"),
+    dataset: str = typer.Option("mldr", "--dataset", "-d", help="mldr | locomo | qmsum"),
+    split: str = typer.Option(
+        "val", "--split", help="MLDR split (val | test); QMSum split under FFR_QMSUM_DIR (val)"
+    ),
     path: Path | None = typer.Option(
-        None, "--path", help="dataset file/folder (LoCoMo json; MLDR canonical folder)"
+        None,
+        "--path",
+        help="dataset file/folder (LoCoMo json; MLDR canonical folder; QMSum meeting folder)",
     ),
-    systems: list[str] | None = typer.Option(
-        None, "--systems", "-s", help="systems to run (repeat or comma list; default all)"
-    ),
+    systems: list[str] | None = typer.Option(None, "--systems", "-s", help=systems_help()),
     k: int = typer.Option(20, "--k", "-k", min=1, max=1000, help="fragments FFRS/FEM recall"),
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="N queries only, spread evenly over the split"
@@ -52,11 +57,21 @@ def eval_command(
     model: str | None = typer.Option(
         None, "--model", "-m", help="trained F2RVLM adapter folder or profile name"
     ),
+    reader: Path | None = typer.Option(
+        None, "--reader", help="trained reader checkpoint (default: the champion reader)"
+    ),
     modes: str = typer.Option("single,corpus", "--modes", help="single and/or corpus"),
     run_name: str | None = typer.Option(None, "--run-name", help="report folder name"),
     reports_dir: Path | None = typer.Option(None, "--reports-dir", help="default <repo>/reports"),
     build: bool = typer.Option(True, "--build/--no-build", help="build missing MLDR splits"),
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log to MLflow"),
+    keep: str | None = typer.Option(
+        None,
+        "--keep",
+        help="keep the evaluation's own database under this name (on the same server) to "
+        "inspect it afterwards, e.g. FFR_DATABASE_URL=<url with /NAME> ffr search ...; default: "
+        "a throw-away database. The database users serve from is never written",
+    ),
     corpus_queries: str = typer.Option(
         "both",
         "--corpus-queries",
@@ -67,6 +82,7 @@ def eval_command(
     """Run every system (baselines, FEM, FFRS, F2RVLM) on a dataset and write the report."""
     from rich.console import Console
 
+    from ffr_lib.db.scratch import ScratchDatabaseError
     from ffr_lib.evaluation.run import EvaluationConfig, run_evaluation
 
     console = Console()
@@ -80,8 +96,8 @@ def eval_command(
             f"[red]--corpus-queries must be both, as-written or corpus-style, got {corpus_queries!r}"
         )
         raise typer.Exit(code=2)
-    if dataset not in ("mldr", "locomo"):
-        console.print(f"[red]unknown dataset {dataset!r} (mldr | locomo)")
+    if dataset not in ("mldr", "locomo", "qmsum"):
+        console.print(f"[red]unknown dataset {dataset!r} (mldr | locomo | qmsum)")
         raise typer.Exit(code=2)
     if dataset == "locomo" and path is None:
         console.print("[red]--dataset locomo needs --path FILE")
@@ -95,16 +111,18 @@ def eval_command(
         limit=limit,
         reader_limit=reader_limit,
         model=model,
+        reader=reader,
         modes=chosen_modes,  # type: ignore[arg-type]
         run_name=run_name,
         reports_dir=reports_dir,
         build=build,
         mlflow=mlflow,
         corpus_queries=corpus_queries,  # type: ignore[arg-type]
+        keep_database=keep,
     )
     try:
         result = run_evaluation(config)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, ScratchDatabaseError) as error:
         console.print(f"[red]{error}")
         raise typer.Exit(code=1) from error
     console.print(result.markdown, highlight=False, markup=False)
@@ -115,14 +133,27 @@ def query_command(
     text: str = typer.Argument(..., help="what to find"),
     k: int = typer.Option(20, "--k", "-k", min=1, max=1000, help="fragments to recall"),
     dialogue: str | None = typer.Option(
-        None, "--dialogue", "-d", help="search this one dialogue with F2RVLM instead"
+        None, "--dialogue", "-d", help="read this one dialogue instead of searching the corpus"
+    ),
+    fine_stage: str = typer.Option(
+        "auto",
+        "--fine-stage",
+        help="auto (the champion reader, else the trained F2RVLM, else none) | reader | f2rvlm "
+        "| fragment (whole recalled fragments)",
     ),
     model: str | None = typer.Option(
         None, "--model", "-m", help="trained F2RVLM adapter folder (default: the GRPO asset's)"
     ),
+    reader: Path | None = typer.Option(
+        None, "--reader", help="trained reader checkpoint (default: the champion reader)"
+    ),
     top: int = typer.Option(5, "--top", help="dialogues to print"),
+    context: int = typer.Option(1, "--context", min=0, help="utterances shown around each run"),
 ) -> None:
-    """Print the dialogues that answer TEXT, ranked, with their exact utterance and image ids."""
+    """Print the dialogues that answer TEXT, ranked: each answer run with its score and context,
+    the images sent in it, which fine stage answered, and the time to load vs to answer."""
+    import time
+
     import psycopg
     from rich.console import Console
 
@@ -130,24 +161,44 @@ def query_command(
     from ffr_lib.ffrs import FFRSConfig, open_ffrs
 
     console = Console()
+    if fine_stage not in ("auto", "reader", "f2rvlm", "fragment"):
+        console.print(
+            f"[red]--fine-stage must be auto, reader, f2rvlm or fragment, got {fine_stage!r}"
+        )
+        raise typer.Exit(code=2)
     try:
-        ffrs = open_ffrs(model, config=FFRSConfig(k=k), url=database_url())
+        started = time.perf_counter()
+        ffrs = open_ffrs(
+            model,
+            config=FFRSConfig(k=k),
+            url=database_url(),
+            fine_stage=fine_stage,  # type: ignore[arg-type]
+            reader=reader,
+        )
+        ffrs.encoder  # noqa: B018 - load the query encoder now, so its time counts as loading
+        loaded = time.perf_counter()
         if dialogue is not None:
             prediction = ffrs.query_dialogue(text, dialogue)
         else:
             prediction = ffrs.query(text, k)
+        answered = time.perf_counter()
     except (LookupError, ValueError, FileNotFoundError, psycopg.Error, EmbeddedError) as error:
         console.print(f"[red]query failed:[/red] {str(error).strip()}")
         raise typer.Exit(code=1) from error
-    if ffrs.config.stage2 == "fragment" and dialogue is None:
-        console.print("[yellow]no trained F2RVLM: showing whole recalled fragments[/yellow]")
+    stage = ffrs.config.stage2
+    console.print(
+        {
+            "reader": "fine stage: the trained reader",
+            "f2rvlm": "fine stage: F2RVLM",
+            "fragment": "[yellow]no fine stage: whole recalled fragments[/yellow]",
+        }[stage]
+    )
     if not prediction.dialogues:
-        console.print("nothing matches")
-        return
+        console.print("nothing matches (the fine stage found no answer in the recalled chats)")
     found = ffrs.dialogues([d.dialogue_id for d in prediction.dialogues[:top]])
     for rank, result in enumerate(prediction.dialogues[:top], start=1):
         console.print(
-            f"{rank}. {result.dialogue_id}  score {result.score:.4f}  "
+            f"{rank}. {result.dialogue_id}  recall score {result.score:.3f}  "
             f"utterances {result.utterance_ids}  images {result.image_ids}",
             highlight=False,
             markup=False,
@@ -155,15 +206,45 @@ def query_command(
         d = found.get(result.dialogue_id)
         if d is None:
             continue
-        for i in result.utterance_ids:
-            u = d.utterances[i]
-            console.print(f"    [{i}] {u.speaker}: {u.text}", highlight=False, markup=False)
-        for j in result.image_ids:
-            image = d.images[j]
-            console.print(
-                f"    <image {j}> (utterance {image.utterance_index}) {image.content_text()}",
-                highlight=False,
-                markup=False,
+        confidence = {
+            tuple(f.utterance_ids): f.confidence
+            for f in result.fragments
+            if f.confidence is not None
+        }
+        for run in runs(result.utterance_ids):
+            score = confidence.get(tuple(run))
+            head = f"   run {run[0]}-{run[-1]}" + (
+                f"  score {score:.2f}" if score is not None else ""
             )
+            console.print(head, highlight=False, markup=False)
+            first, last = max(0, run[0] - context), min(len(d.utterances) - 1, run[-1] + context)
+            for i in range(first, last + 1):
+                u = d.utterances[i]
+                mark = ">" if run[0] <= i <= run[-1] else " "
+                line = f"   {mark} [{i}] {u.speaker}: {u.text}"
+                console.print(line if mark == ">" else f"[dim]{line}[/dim]", highlight=False)
+                for image in d.images_of(i):
+                    if image.index in result.image_ids:
+                        console.print(
+                            f"       <image {image.index}> {image.content_text()}",
+                            highlight=False,
+                            markup=False,
+                        )
     timings = ", ".join(f"{s} {1000 * t:.0f} ms" for s, t in prediction.timings.items())
-    console.print(f"({timings}; {prediction.tokens_read} prompt tokens read)", highlight=False)
+    console.print(
+        f"(loading {loaded - started:.1f} s; answering {answered - loaded:.2f} s: {timings}"
+        + (f"; {prediction.tokens_read} prompt tokens read" if prediction.tokens_read else "")
+        + ")",
+        highlight=False,
+    )
+
+
+def runs(ids: list[int]) -> list[list[int]]:
+    """Sorted ``ids`` split into maximal runs of consecutive ids."""
+    out: list[list[int]] = []
+    for i in sorted(ids):
+        if out and i == out[-1][-1] + 1:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out

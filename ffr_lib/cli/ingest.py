@@ -22,13 +22,13 @@ def read(path: Path, fmt: str, limit: int | None) -> Dataset:
 
 def ingest(
     path: Path = typer.Argument(
-        ..., help="file or folder to read ('-' = built-in source for chitchat and photochat)"
+        ..., help="file or folder to read ('-' = built-in source for chitchat, photochat, qmsum)"
     ),
     fmt: str = typer.Option(
         ...,
         "--format",
         "-f",
-        help="reader: canonical, photochat, chitchat, msswift, wechat-raw, locomo",
+        help="reader: canonical, photochat, chitchat, msswift, wechat-raw, locomo, qmsum",
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="read at most N dialogues"),
 ) -> None:
@@ -78,6 +78,10 @@ def ingest(
         table.add_row(name, f"{before.get(name, 0):,}", f"{after[name]:,}")
     console.print(table)
     what = f"read {len(dataset.dialogues):,} dialogues and {len(dataset.queries):,} queries"
+    for note in dataset.metadata.get("warnings", [])[:20]:
+        console.print(f"warning: {note}", highlight=False, markup=False)
+    if dataset.metadata.get("general_queries_skipped"):
+        what += f" ({dataset.metadata['general_queries_skipped']:,} general queries skipped)"
     if stats.changed:
         done = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in stats.as_dict().items() if v)
         console.print(f"{what} in {read_s:.1f}s; wrote in {write_s:.1f}s: {done}")

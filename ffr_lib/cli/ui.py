@@ -18,7 +18,7 @@ import typer
 from pydantic import BaseModel, Field
 
 from ffr_lib.services import Service, ServiceError, ServiceSpec, Supervisor
-from ffr_lib.settings import REPO_ROOT, Settings, get_settings
+from ffr_lib.settings import DAGSTER_HOME, REPO_ROOT, Settings, get_settings
 
 DAGSTER_MODULE = "ffr_assets.definitions"
 # The instance config seeded into a new DAGSTER_HOME (sqlite storage, telemetry off).
@@ -42,7 +42,7 @@ def _probe_host(host: str) -> str:
 
 def dagster_home(settings: Settings) -> Path:
     """DAGSTER_HOME, or FFR_HOME when unset (the Makefile sets both to <repo>/dagster_home)."""
-    return Path(os.environ.get("DAGSTER_HOME") or settings.home).resolve()
+    return DAGSTER_HOME.get() if DAGSTER_HOME.is_set() else settings.home.resolve()
 
 
 def prepare_dagster_home(home: Path) -> Path:
@@ -64,8 +64,24 @@ def service_specs(config: UiConfig, settings: Settings) -> list[ServiceSpec]:
     base_env["DAGSTER_HOME"] = str(dhome)
     base_env["FFR_HOME"] = str(home)
     probe = _probe_host(config.host)
+
+    def web_service(
+        name: str, argv: list[str], env: dict, port: int, health_path: str, log_path: Path
+    ) -> ServiceSpec:
+        """A web UI bound to ``config.host``:``port`` (``--host``/``--port`` appended)."""
+        return ServiceSpec(
+            name=name,
+            argv=[*argv, "--host", config.host, "--port", str(port)],
+            env=env,
+            url=f"http://{config.host}:{port}",
+            health_url=f"http://{probe}:{port}{health_path}",
+            log_path=log_path,
+            host=config.host,
+            port=port,
+        )
+
     specs = [
-        ServiceSpec(
+        web_service(
             name="Dagster UI",
             argv=[
                 sys.executable,
@@ -77,17 +93,11 @@ def service_specs(config: UiConfig, settings: Settings) -> list[ServiceSpec]:
                 # The project root on sys.path, so the code location loads from any cwd.
                 "--working-directory",
                 str(REPO_ROOT),
-                "--host",
-                config.host,
-                "--port",
-                str(config.dagster_port),
             ],
             env=base_env,
-            url=f"http://{config.host}:{config.dagster_port}",
-            health_url=f"http://{probe}:{config.dagster_port}/server_info",
-            log_path=logs / "dagster.log",
-            host=config.host,
             port=config.dagster_port,
+            health_path="/server_info",
+            log_path=logs / "dagster.log",
         )
     ]
     uri = settings.mlflow_tracking_uri
@@ -101,7 +111,7 @@ def service_specs(config: UiConfig, settings: Settings) -> list[ServiceSpec]:
         mlflow_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         mlflow_env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         specs.append(
-            ServiceSpec(
+            web_service(
                 name="MLflow UI",
                 argv=[
                     sys.executable,
@@ -115,19 +125,13 @@ def service_specs(config: UiConfig, settings: Settings) -> list[ServiceSpec]:
                     # Proxied uploads land in the same folder, never in ./mlartifacts of the cwd.
                     "--artifacts-destination",
                     str(artifacts),
-                    "--host",
-                    config.host,
-                    "--port",
-                    str(config.mlflow_port),
                     "--workers",
                     "1",
                 ],
                 env=mlflow_env,
-                url=f"http://{config.host}:{config.mlflow_port}",
-                health_url=f"http://{probe}:{config.mlflow_port}/health",
-                log_path=logs / "mlflow.log",
-                host=config.host,
                 port=config.mlflow_port,
+                health_path="/health",
+                log_path=logs / "mlflow.log",
             )
         )
     return specs

@@ -17,8 +17,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 from pydantic.json_schema import models_json_schema
@@ -27,7 +28,12 @@ from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
 from ffr_lib.data.images import ImageInfo, inspect_image
 from ffr_lib.data.model import Dialogue, Image, Query
-from ffr_lib.data.readers._common import check_dataset, from_validation_error, iter_jsonl
+from ffr_lib.data.readers._common import (
+    check_dataset,
+    check_first,
+    from_validation_error,
+    iter_jsonl,
+)
 
 FORMAT_NAME = "ffr-canonical"
 FORMAT_VERSION = 1
@@ -36,6 +42,8 @@ QUERIES_FILE = "queries.jsonl"
 MANIFEST_FILE = "manifest.json"
 IMAGES_DIR = "images"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "canonical.schema.json"
+
+R = TypeVar("R", Dialogue, Query)
 
 
 class Manifest(BaseModel):
@@ -99,17 +107,38 @@ def _check_manifest(root: Path) -> Manifest | None:
     return manifest
 
 
+def _map_image_files(dialogue: Dialogue, fix: Callable[[int, Image], Image]) -> Dialogue:
+    """``dialogue`` with ``fix(j, image)`` in place of every image ``j`` that names a file."""
+    if not any(image.path for image in dialogue.images):
+        return dialogue
+    images = [fix(j, image) if image.path else image for j, image in enumerate(dialogue.images)]
+    return dialogue.model_copy(update={"images": images})
+
+
+def _inspected(
+    path: Path, cache: dict[Path, ImageInfo], *, file: Path, record: int | str, field: str
+) -> ImageInfo:
+    """What the image file at ``path`` is; each file decoded once (builders reuse a few photos
+    many times)."""
+    info = cache.get(path)
+    if info is None:
+        info = inspect_image(path, file=file, record=record, field=field)
+        cache[path] = info
+    return info
+
+
+def _measured(image: Image, info: ImageInfo, **update: Any) -> Image:
+    return image.model_copy(
+        update={"sha256": info.sha256, "width": info.width, "height": info.height, **update}
+    )
+
+
 def _validated_images(
     dialogue: Dialogue, root: Path, *, file: Path, record: int | str, cache: dict[Path, ImageInfo]
 ) -> Dialogue:
     """Check every image file of ``dialogue`` and fill in sha256/width/height."""
-    if not any(image.path for image in dialogue.images):
-        return dialogue
-    images: list[Image] = []
-    for j, image in enumerate(dialogue.images):
-        if not image.path:
-            images.append(image)
-            continue
+
+    def check(j: int, image: Image) -> Image:
         relative = _safe_relative(image.path)
         if relative is None:
             raise InputError(
@@ -118,11 +147,9 @@ def _validated_images(
                 record=record,
                 field=f"images[{j}].path",
             )
-        target = root / relative
-        info = cache.get(target)
-        if info is None:  # builders reuse a few photos many times: decode each file once
-            info = inspect_image(target, file=file, record=record, field=f"images[{j}].path")
-            cache[target] = info
+        info = _inspected(
+            root / relative, cache, file=file, record=record, field=f"images[{j}].path"
+        )
         for name in ("sha256", "width", "height"):
             declared = getattr(image, name)
             if declared is not None and declared != getattr(info, name):
@@ -132,12 +159,21 @@ def _validated_images(
                     record=record,
                     field=f"images[{j}].{name}",
                 )
-        images.append(
-            image.model_copy(
-                update={"sha256": info.sha256, "width": info.width, "height": info.height}
-            )
-        )
-    return dialogue.model_copy(update={"images": images})
+        return _measured(image, info)
+
+    return _map_image_files(dialogue, check)
+
+
+def _record(model: type[R], obj: Any, file: Path, line_no: int, seen: dict[str, str]) -> R:
+    """Line ``line_no`` of ``file`` as a ``model``; InputError when it is invalid or repeats an
+    id (``seen``: where the ids read so far stand, this one added)."""
+    try:
+        record = model.model_validate(obj)
+    except ValidationError as exc:
+        raise from_validation_error(exc, file=file, record=line_no) from exc
+    what = f"{model.__name__.lower()} id"
+    check_first(seen, record.id, f"on line {line_no}", what, file=file, record=line_no, field="id")
+    return record
 
 
 def read_canonical(
@@ -153,22 +189,12 @@ def read_canonical(
     manifest = _check_manifest(root) if dialogues_file.name == DIALOGUES_FILE else None
 
     dialogues: list[Dialogue] = []
-    first_line: dict[str, int] = {}
+    first_line: dict[str, str] = {}
     image_cache: dict[Path, ImageInfo] = {}
     for line_no, obj in iter_jsonl(dialogues_file):
         if limit is not None and len(dialogues) >= limit:
             break
-        try:
-            dialogue = Dialogue.model_validate(obj)
-        except ValidationError as exc:
-            raise from_validation_error(exc, file=dialogues_file, record=line_no) from exc
-        if dialogue.id in first_line:
-            raise InputError(
-                f"duplicate dialogue id {dialogue.id!r} (first on line {first_line[dialogue.id]})",
-                file=dialogues_file,
-                record=line_no,
-                field="id",
-            )
+        dialogue = _record(Dialogue, obj, dialogues_file, line_no, first_line)
         if not dialogue.utterances:
             raise InputError(
                 "dialogue has no utterances",
@@ -176,7 +202,6 @@ def read_canonical(
                 record=line_no,
                 field="utterances",
             )
-        first_line[dialogue.id] = line_no
         if check_images:
             dialogue = _validated_images(
                 dialogue, root, file=dialogues_file, record=line_no, cache=image_cache
@@ -186,20 +211,9 @@ def read_canonical(
     queries: list[Query] = []
     if queries_file is not None:
         by_id = {d.id: d for d in dialogues}
-        query_line: dict[str, int] = {}
+        query_line: dict[str, str] = {}
         for line_no, obj in iter_jsonl(queries_file):
-            try:
-                query = Query.model_validate(obj)
-            except ValidationError as exc:
-                raise from_validation_error(exc, file=queries_file, record=line_no) from exc
-            if query.id in query_line:
-                raise InputError(
-                    f"duplicate query id {query.id!r} (first on line {query_line[query.id]})",
-                    file=queries_file,
-                    record=line_no,
-                    field="id",
-                )
-            query_line[query.id] = line_no
+            query = _record(Query, obj, queries_file, line_no, query_line)
             if query.dialogue_id is not None:
                 dialogue = by_id.get(query.dialogue_id)
                 if dialogue is None:
@@ -304,13 +318,7 @@ def write_canonical(
 def _copy_images(
     dialogue: Dialogue, source_root: Path, dest: Path, cache: dict[Path, ImageInfo]
 ) -> Dialogue:
-    if not any(image.path for image in dialogue.images):
-        return dialogue
-    images: list[Image] = []
-    for j, image in enumerate(dialogue.images):
-        if not image.path:
-            images.append(image)
-            continue
+    def copy(j: int, image: Image) -> Image:
         where = {"record": dialogue.id, "field": f"images[{j}].path"}
         if Path(image.path).is_absolute():
             source = Path(image.path)
@@ -322,10 +330,7 @@ def _copy_images(
                     f"image path {image.path!r} escapes the dataset folder", file=dest, **where
                 )
             source = source_root / relative
-        info = cache.get(source)
-        if info is None:
-            info = inspect_image(source, file=source, **where)
-            cache[source] = info
+        info = _inspected(source, cache, file=source, **where)
         if image.sha256 is not None and image.sha256 != info.sha256:
             raise InputError(
                 f"declared sha256 {image.sha256} does not match {source}",
@@ -339,17 +344,9 @@ def _copy_images(
         if not target.exists():  # identical content shared by several images is copied once
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-        images.append(
-            image.model_copy(
-                update={
-                    "path": relative.as_posix(),
-                    "sha256": info.sha256,
-                    "width": info.width,
-                    "height": info.height,
-                }
-            )
-        )
-    return dialogue.model_copy(update={"images": images})
+        return _measured(image, info, path=relative.as_posix())
+
+    return _map_image_files(dialogue, copy)
 
 
 def _swap_into_place(tmp: Path, folder: Path) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 
+from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.model import Dialogue, Query
 
 
@@ -12,6 +13,19 @@ def gold_items(query: Query, dialogue: Dialogue) -> set[int]:
     image's gold counts as the utterance it was sent with)."""
     owners = {dialogue.images[j].utterance_index for j in query.gold_image_ids}
     return set(query.gold_utterance_ids) | owners
+
+
+def answerable(dataset: Dataset) -> Iterator[tuple[Query, Dialogue, set[int]]]:
+    """``(query, its dialogue, gold_items)`` for every query of ``dataset`` that names one of
+    its dialogues and has gold there (negative and corpus queries have none: skipped)."""
+    by_id = dataset.dialogue_by_id()
+    for query in dataset.queries:
+        dialogue = by_id.get(query.dialogue_id or "")
+        if dialogue is None:
+            continue
+        gold = gold_items(query, dialogue)
+        if gold:
+            yield query, dialogue, gold
 
 
 def set_f1(pred: Iterable[Hashable], gold: Iterable[Hashable]) -> float:

@@ -20,6 +20,21 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MAX_UTTERANCE_CHARS = 100_000
 
 
+class UtteranceSpan:
+    """``start`` and ``end`` of a run of consecutive utterances, for classes with ascending
+    ``utterance_ids`` (a fragment, a window). No annotation here: the classes declare the
+    field themselves (pydantic and dataclasses would take it as a field of their own)."""
+
+    @property
+    def start(self) -> int:
+        return self.utterance_ids[0]  # type: ignore[attr-defined]
+
+    @property
+    def end(self) -> int:
+        """One past the last utterance id."""
+        return self.utterance_ids[-1] + 1  # type: ignore[attr-defined]
+
+
 class QueryType(StrEnum):
     """The four query types of the MLDR training data."""
 

@@ -34,11 +34,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from ffr_lib.settings import get_settings
+from ffr_lib.settings import PG_PORT, get_settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 55432
+DEFAULT_PORT: int = PG_PORT.default
 DEFAULT_DATABASE = "ffr"
 SUPERUSER = "postgres"
 ROOT_SYSTEM_USER = "embedded_postgres"
@@ -64,7 +64,7 @@ class EmbeddedConfig(BaseModel):
 
     @classmethod
     def from_env(cls, pgdata: Path | None = None) -> EmbeddedConfig:
-        port = int(os.environ.get("FFR_PG_PORT") or DEFAULT_PORT)
+        port = PG_PORT.get()
         return cls(pgdata=Path(pgdata or get_settings().pgdata), port=port)
 
 

@@ -5,7 +5,6 @@ unset, the embedded server (started on demand and left running for the next comm
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -17,7 +16,7 @@ from psycopg.types import TypeInfo
 from sqlalchemy import Engine, create_engine, event
 
 from ffr_lib.db.embedded import EmbeddedConfig, EmbeddedServer
-from ffr_lib.settings import get_settings
+from ffr_lib.settings import DB_CONNECT_TIMEOUT, DB_RETRY_SECONDS, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +31,10 @@ T = TypeVar("T")
 
 # Seconds a client waits for the TCP connection and authentication (libpq connect_timeout):
 # without it, connecting to a host that drops packets waits for the kernel's TCP timeout.
-DEFAULT_CONNECT_TIMEOUT_S = 10
+DEFAULT_CONNECT_TIMEOUT_S: int = DB_CONNECT_TIMEOUT.default
 # Seconds read-only callers (search) keep retrying while the server is unreachable or
 # restarting before they give up with DatabaseUnavailable.
-DEFAULT_RETRY_S = 15.0
+DEFAULT_RETRY_S: float = DB_RETRY_SECONDS.default
 # A backend notices within this many ms that its client died (SIGKILL, lost network) and aborts
 # the statement, so a killed indexer does not keep building an index and holding its locks.
 CLIENT_CHECK_INTERVAL_MS = 2000
@@ -47,13 +46,13 @@ class DatabaseUnavailable(psycopg.OperationalError):
 
 
 def connect_timeout_s() -> int:
-    """``FFR_DB_CONNECT_TIMEOUT`` (seconds, default 10)."""
-    return int(os.environ.get("FFR_DB_CONNECT_TIMEOUT") or DEFAULT_CONNECT_TIMEOUT_S)
+    """``FFR_DB_CONNECT_TIMEOUT`` in seconds (default in ``ffr_lib.settings``)."""
+    return DB_CONNECT_TIMEOUT.get()
 
 
 def retry_window_s() -> float:
-    """``FFR_DB_RETRY_SECONDS`` (default 15; 0 = no retry)."""
-    return float(os.environ.get("FFR_DB_RETRY_SECONDS") or DEFAULT_RETRY_S)
+    """``FFR_DB_RETRY_SECONDS`` (0 = no retry; default in ``ffr_lib.settings``)."""
+    return DB_RETRY_SECONDS.get()
 
 
 def is_transient(exc: BaseException) -> bool:

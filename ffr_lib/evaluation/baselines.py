@@ -1,19 +1,6 @@
-"""The systems compared in the evaluation, each a small :class:`~ffr_lib.evaluation.harness.System`.
-
-| name | modes | what it predicts |
-|---|---|---|
-| ``bm25-utt`` | single, corpus | BM25 (bm25s) over utterances; pick = top 3 with a positive score in the top dialogue |
-| ``bm25-frag`` | single, corpus | BM25 over the indexed fragments; pick = the top fragment |
-| ``dense-minilm`` | single, corpus | zero-shot base MiniLM over utterances (cosine); pick = top 3 in the top dialogue |
-| ``fem`` | single, corpus | FEM alone: ``ffr.search_fragments``; pick = all of the top fragment |
-| ``ffrs-fragment`` | corpus | FFRS with the whole recalled fragments merged per dialogue (no F2RVLM) |
-| ``ffrs`` | corpus | FFRS: FEM top-K, F2RVLM picks inside each fragment, merged per dialogue |
-| ``f2rvlm`` | single | F2RVLM alone over the whole dialogue (sliding windows) |
-| ``f2rvlm-sft`` | single | the same, with the SFT adapter the given GRPO adapter was trained from |
-| ``f2rvlm-zero-shot`` | single | the same, untrained backbone (optional: not in the default list) |
-| ``position-prior`` | single | the gold's typical position and length, fitted on other queries |
-| ``overlap-window`` | single | the window sharing the most query words |
-| ``minilm-window`` | single | the contiguous run of utterances most similar to the query (MiniLM) |
+"""The systems compared in the evaluation, each a small :class:`~ffr_lib.evaluation.harness.System`,
+and the factories the registry (:data:`ffr_lib.evaluation.systems.SYSTEMS`, which names and
+describes them) builds them with.
 
 Utterances are seen as a text model sees them (``speaker: text [image: caption]``,
 :func:`ffr_lib.mldr.text.utterance_render`); a pick of utterances includes the images sent with
@@ -32,6 +19,12 @@ import numpy as np
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.model import Dialogue
 from ffr_lib.evaluation.harness import Corpus, Mode, System, SystemSkipped
+from ffr_lib.evaluation.systems import (
+    OPTIONAL_SYSTEM_NAMES,
+    SYSTEM_NAMES,
+    SystemOptions,
+    build_systems,
+)
 from ffr_lib.f2rvlm.backbone import read_adapter_meta
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile
 from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
@@ -46,6 +39,8 @@ from ffr_lib.mldr.difficulty import (
 )
 from ffr_lib.mldr.text import utterance_render
 from ffr_lib.models.encoder import TextEncoder
+from ffr_lib.reader.reader import Reader
+from ffr_lib.reader.stage import champion_path
 
 
 def _owned(dialogue: Dialogue, utterance_ids: Sequence[int]) -> list[int]:
@@ -136,8 +131,6 @@ class _UtteranceRanker(System):
 
 
 class BM25Utterances(_UtteranceRanker):
-    name = "bm25-utt"
-    description = "BM25 over utterances"
     positive_only = True
 
     def setup(self, corpus: Corpus) -> None:
@@ -162,8 +155,6 @@ class BM25Utterances(_UtteranceRanker):
 class DenseMiniLM(_UtteranceRanker):
     """Zero-shot dense retrieval with the base MiniLM (no FEM training, no fragments)."""
 
-    name = "dense-minilm"
-    description = "zero-shot MiniLM over utterances"
     encoder_name = "minilm"
 
     def setup(self, corpus: Corpus) -> None:
@@ -213,9 +204,6 @@ class DenseMiniLM(_UtteranceRanker):
 class BM25Fragments(System):
     """BM25 over the fragments of the index (the same fragments the FEM searches)."""
 
-    name = "bm25-frag"
-    description = "BM25 over fragments"
-
     def setup(self, corpus: Corpus) -> None:
         if not corpus.fragments:
             raise SystemSkipped("the corpus has no indexed fragments")
@@ -260,9 +248,6 @@ class BM25Fragments(System):
 class FEMOnly(System):
     """FEM alone: the fragment index's top fragment, all of it."""
 
-    name = "fem"
-    description = "FEM alone (all utterances of the top fragment)"
-
     def __init__(self, k: int = 20) -> None:
         self.k = k
 
@@ -291,8 +276,6 @@ class FFRSWholeFragment(FEMOnly):
     """FFRS without the second stage: every recalled fragment counts whole, merged per dialogue
     (the ablation of F2RVLM's pick)."""
 
-    name = "ffrs-fragment"
-    description = "FFRS, whole recalled fragments merged per dialogue"
     modes: tuple[Mode, ...] = ("corpus",)
 
     def predict_corpus(self, query: str, corpus: Corpus) -> Prediction:
@@ -326,8 +309,6 @@ class _ModelSystem(System):
 
 
 class F2RVLMOnly(_ModelSystem):
-    name = "f2rvlm"
-    description = "F2RVLM alone over the whole dialogue"
     modes: tuple[Mode, ...] = ("single",)
 
     def setup(self, corpus: Corpus) -> None:
@@ -345,8 +326,6 @@ class F2RVLMStage(F2RVLMOnly):
     def __init__(self, model: str | Path | Any | None, stage: str, k: int = 20) -> None:
         super().__init__(model, k)
         self.stage = stage
-        self.name = f"f2rvlm-{stage}"
-        self.description = f"F2RVLM alone, {stage} model"
 
     def setup(self, corpus: Corpus) -> None:
         if not isinstance(self.model, str | Path) or not Path(self.model).is_dir():
@@ -365,20 +344,41 @@ class F2RVLMStage(F2RVLMOnly):
 
 
 class FFRSSystem(_ModelSystem):
-    name = "ffrs"
-    description = "FFRS: FEM top-K + F2RVLM pick, merged per dialogue"
+    """FFRS with the fine stage that serves: the trained reader when there is one (``--reader``
+    or the champion), else F2RVLM (``--model``). The report names the one that ran (``note``)."""
+
     modes: tuple[Mode, ...] = ("corpus",)
 
+    def __init__(
+        self,
+        model: str | Path | Any | None,
+        k: int = 20,
+        batch_size: int = 8,
+        reader: str | Path | None = None,
+    ) -> None:
+        super().__init__(model, k, batch_size)
+        self.reader_checkpoint = reader
+
     def setup(self, corpus: Corpus) -> None:
-        reader = self.reader()
         if corpus.encoder is None or not corpus.fragments:
             raise SystemSkipped("no fragment index for this corpus (Corpus.prepare not run)")
+        checkpoint = self.reader_checkpoint or champion_path()
+        if checkpoint is not None:
+            config = FFRSConfig(k=self.k, stage2="reader")
+            stages: dict[str, Any] = {"span_reader": Reader.load(checkpoint)}
+            f2rvlm = None
+            fine = f"the trained reader ({checkpoint})"
+        else:
+            config = FFRSConfig(k=self.k, batch_size=self.batch_size)
+            stages, f2rvlm, fine = {}, self.reader(), f"F2RVLM ({self.model})"
+        self.note = f"fine stage: {fine}"
         self.pipeline = FFRSPipeline(
-            FFRSConfig(k=self.k, batch_size=self.batch_size),
-            reader,
+            config,
+            f2rvlm,
             encoder=corpus.encoder,
             url=corpus.url,
             dialogues=corpus.dialogues,
+            **stages,
         )
 
     def predict_corpus(self, query: str, corpus: Corpus) -> Prediction:
@@ -392,8 +392,6 @@ class PositionPrior(System):
     """Where gold usually sits: a window of the median gold length around the median relative
     position of the gold, both fitted on OTHER queries (:meth:`fit`); 0.5 and 3 unfitted."""
 
-    name = "position-prior"
-    description = "position prior (fitted on the training split)"
     modes: tuple[Mode, ...] = ("single",)
 
     def __init__(self, center: float = 0.5, width: int = 3) -> None:
@@ -425,8 +423,6 @@ class PositionPrior(System):
 
 
 class OverlapWindow(System):
-    name = "overlap-window"
-    description = "word-overlap window"
     modes: tuple[Mode, ...] = ("single",)
 
     def __init__(self, max_window: int = 10) -> None:
@@ -461,8 +457,6 @@ class MiniLMWindow(System):
     utterance gains its cosine minus the dialogue's ``quantile`` cosine (so only the clearly
     similar ones pay for a longer run)."""
 
-    name = "minilm-window"
-    description = "MiniLM window"
     modes: tuple[Mode, ...] = ("single",)
 
     def __init__(self, max_window: int = 10, quantile: float = 0.75) -> None:
@@ -485,66 +479,113 @@ class MiniLMWindow(System):
         return prediction
 
 
-# ----------------------------------------------------------------------------- registry
-
-SYSTEM_NAMES: tuple[str, ...] = (
-    "bm25-utt",
-    "bm25-frag",
-    "dense-minilm",
-    "fem",
-    "ffrs-fragment",
-    "ffrs",
-    "f2rvlm",
-    "f2rvlm-sft",
-    "position-prior",
-    "overlap-window",
-    "minilm-window",
-)
-
-#: Systems that run only when named: F2RVLM zero-shot never answers in the format (F1 0 on
-#: MLDR val, BENCHMARKS.md "F2RVLM experiments") and generates to the token budget on every
-#: window, so it is slow for nothing in the default report.
-OPTIONAL_SYSTEM_NAMES: tuple[str, ...] = ("f2rvlm-zero-shot",)
+# ----------------------------------------------------------------------------- trained reader
 
 
-def build_systems(
-    names: Sequence[str] | None = None,
-    *,
-    model: str | Path | Any | None = None,
-    k: int = 20,
-    prior_data: Dataset | None = None,
-) -> list[System]:
-    """The named systems (default: all). F2RVLM systems without ``model`` are still built and
-    report themselves as skipped. ``prior_data`` fits the position prior (use a split other than
-    the evaluated one)."""
-    names = list(names or SYSTEM_NAMES)
-    known = SYSTEM_NAMES + OPTIONAL_SYSTEM_NAMES
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"unknown systems {unknown}; known: {list(known)}")
-    out: list[System] = []
-    for name in names:
-        if name == "bm25-utt":
-            out.append(BM25Utterances())
-        elif name == "bm25-frag":
-            out.append(BM25Fragments())
-        elif name == "dense-minilm":
-            out.append(DenseMiniLM())
-        elif name == "fem":
-            out.append(FEMOnly(k))
-        elif name == "ffrs-fragment":
-            out.append(FFRSWholeFragment(k))
-        elif name == "ffrs":
-            out.append(FFRSSystem(model, k))
-        elif name == "f2rvlm":
-            out.append(F2RVLMOnly(model, k))
-        elif name in ("f2rvlm-sft", "f2rvlm-zero-shot"):
-            out.append(F2RVLMStage(model, name.removeprefix("f2rvlm-"), k))
-        elif name == "position-prior":
-            prior = PositionPrior()
-            out.append(prior.fit(prior_data) if prior_data is not None else prior)
-        elif name == "overlap-window":
-            out.append(OverlapWindow())
-        elif name == "minilm-window":
-            out.append(MiniLMWindow())
-    return out
+class TrainedReader(System):
+    """The fine-stage reader (:mod:`ffr_lib.reader`). Single mode: it reads the query's dialogue.
+    Corpus mode: the FEM recalls fragments through the index and the reader reads the top
+    dialogue whole (it decides which runs answer, or that none does)."""
+
+    def __init__(self, checkpoint: str | Path | None = None, k: int = 20) -> None:
+        self.checkpoint, self.k = checkpoint, k
+        self.pipeline: FFRSPipeline | None = None
+
+    def setup(self, corpus: Corpus) -> None:
+        path = self.checkpoint or champion_path()
+        if path is None:
+            raise SystemSkipped("no trained reader: materialize reader_checkpoint (or --reader)")
+        self.reader = Reader.load(path)
+        if corpus.encoder is not None and corpus.fragments:
+            self.pipeline = FFRSPipeline(
+                FFRSConfig(k=self.k, stage2="fragment"),
+                encoder=corpus.encoder,
+                url=corpus.url,
+                dialogues=corpus.dialogues,
+            )
+
+    def _read(self, query: str, dialogue: Dialogue, timings: dict[str, float]) -> Prediction:
+        with timed(timings, "reader"):
+            answer = self.reader.read(query, dialogue)
+        p = answer.probabilities
+        order = [int(i) for i in np.argsort(-p, kind="stable")] if len(p) else []
+        units = [utterance_unit(dialogue, i, p[i]) for i in order]
+        return span_prediction(dialogue, answer.utterance_ids, units, answer.score)
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        timings: dict[str, float] = {}
+        prediction = self._read(query, dialogue, timings)
+        prediction.timings = timings
+        return prediction
+
+    def predict_corpus(self, query: str, corpus: Corpus) -> Prediction:
+        if self.pipeline is None:
+            raise SystemSkipped("no fragment index for this corpus (Corpus.prepare not run)")
+        timings: dict[str, float] = {}
+        units = self.pipeline.recall(query, self.k, corpus.restrict, timings)
+        if not units:
+            return Prediction(timings=timings)
+        prediction = self._read(query, corpus.dialogues[units[0].dialogue_id], timings)
+        prediction.timings = timings
+        return prediction
+
+
+# ----------------------------------------------------------------------------- factories
+# What the registry (ffr_lib.evaluation.systems.SYSTEMS) builds each system name with.
+
+
+def make_bm25_utterances(options: SystemOptions) -> System:
+    return BM25Utterances()
+
+
+def make_bm25_fragments(options: SystemOptions) -> System:
+    return BM25Fragments()
+
+
+def make_dense_minilm(options: SystemOptions) -> System:
+    return DenseMiniLM()
+
+
+def make_fem(options: SystemOptions) -> System:
+    return FEMOnly(options.k)
+
+
+def make_ffrs_fragment(options: SystemOptions) -> System:
+    return FFRSWholeFragment(options.k)
+
+
+def make_ffrs(options: SystemOptions) -> System:
+    return FFRSSystem(options.model, options.k, reader=options.reader)
+
+
+def make_f2rvlm(options: SystemOptions) -> System:
+    return F2RVLMOnly(options.model, options.k)
+
+
+def make_f2rvlm_sft(options: SystemOptions) -> System:
+    return F2RVLMStage(options.model, "sft", options.k)
+
+
+def make_f2rvlm_zero_shot(options: SystemOptions) -> System:
+    return F2RVLMStage(options.model, "zero-shot", options.k)
+
+
+def make_reader(options: SystemOptions) -> System:
+    return TrainedReader(options.reader, options.k)
+
+
+def make_position_prior(options: SystemOptions) -> System:
+    prior = PositionPrior()
+    return prior.fit(options.prior_data) if options.prior_data is not None else prior
+
+
+def make_overlap_window(options: SystemOptions) -> System:
+    return OverlapWindow()
+
+
+def make_minilm_window(options: SystemOptions) -> System:
+    return MiniLMWindow()
+
+
+# The registry's names and builder, for the callers that import them from here.
+__all__ = ["OPTIONAL_SYSTEM_NAMES", "SYSTEM_NAMES", "build_systems"]

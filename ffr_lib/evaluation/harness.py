@@ -40,7 +40,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.gold import gold_items
 from ffr_lib.data.model import Dialogue, Query, QueryType
+from ffr_lib.data.sampling import spread
 from ffr_lib.db import connect
 from ffr_lib.evaluation.metrics import (
     SetSample,
@@ -57,18 +58,15 @@ from ffr_lib.evaluation.metrics import (
     reciprocal_rank,
     set_metrics,
 )
-from ffr_lib.fem.fragment_text import fragment_rows
 from ffr_lib.ffrs.types import Prediction, RankedFragment
-from ffr_lib.index.search import serving_encoder
-from ffr_lib.index.writer import index_rows, serving_version
+from ffr_lib.index.stage import IndexStageConfig, index_fragments
 from ffr_lib.models.encoder import TextEncoder
 from ffr_lib.progress import Progress
+from ffr_lib.reporting import percentile
 from ffr_lib.segment.stage import FragmentStageConfig, cut_dialogues
 from ffr_lib.store import normalized, write_dataset
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 Mode = Literal["single", "corpus"]
 MODES: tuple[Mode, ...] = ("single", "corpus")
@@ -89,18 +87,22 @@ GROUP_METRICS: tuple[str, ...] = (
 
 
 class CorpusConfig(BaseModel):
-    """How the dialogues of an evaluation are put into the fragment index when they are not
-    there yet (stored dialogues and indexed fragments are reused)."""
+    """How the dialogues of an evaluation are put into its own fragment index."""
 
     model_config = ConfigDict(extra="forbid")
 
     encoder: str = Field("minilm", description="FEM used when no FEM version serves yet")
     segmenter: Literal["texttiling", "windows"] = "texttiling"
+    index: IndexStageConfig = Field(
+        default_factory=IndexStageConfig,
+        description="fragment text, image encoder and index settings (as the fragment_index "
+        "asset uses them)",
+    )
 
 
 @dataclass
 class Corpus:
-    """The dialogues of an evaluation and their fragments in the serving index.
+    """The dialogues of an evaluation and their fragments in the evaluation's own index.
 
     ``restrict``: dialogue ids to pass as the search filter when the index also holds dialogues
     outside the evaluation (None when it holds exactly these)."""
@@ -111,14 +113,7 @@ class Corpus:
     encoder: Any = None
     restrict: list[str] | None = None
     embedding_model: str | None = None
-
-    def fragments_of(self, dialogue_id: str) -> list[RankedFragment]:
-        if not hasattr(self, "_by_dialogue"):
-            by: dict[str, list[RankedFragment]] = defaultdict(list)
-            for f in self.fragments:
-                by[f.dialogue_id].append(f)
-            self._by_dialogue = dict(by)
-        return self._by_dialogue.get(dialogue_id, [])
+    index_report: dict[str, Any] = field(default_factory=dict)
 
     def owners(self, dialogue_id: str, image_ids: Sequence[int]) -> set[int]:
         """Utterance ids that own ``image_ids`` (unknown dialogue: none)."""
@@ -135,47 +130,34 @@ class Corpus:
 
     @classmethod
     def prepare(
-        cls, dataset: Dataset, url: str | None = None, config: CorpusConfig | None = None
+        cls,
+        dataset: Dataset,
+        url: str | None = None,
+        config: CorpusConfig | None = None,
+        encoder: Any = None,
     ) -> Corpus:
-        """Store the dialogues (idempotent), cut and index those without fragments in the
-        serving FEM version (or in ``config.encoder`` when nothing serves yet), and read the
-        fragments back from the index."""
+        """Store the dialogues in the database at ``url`` (idempotent), cut them and index them
+        through the index stage (embedder config, checks, serving flip), and read the fragments
+        back. ``url`` is the evaluation's own database (:func:`ffr_lib.db.scratch.scratch_database`),
+        never the one users serve from. ``encoder``: the FEM to index with (the caller passes the
+        serving FEM of the user's database); default ``config.encoder``."""
         config = config or CorpusConfig()
         dialogues = dataset.dialogue_by_id()
         ids = sorted(dialogues)
-        with connect(url) as db:
-            stored = {
-                r[0]
-                for r in db.execute(
-                    "SELECT id FROM ffr.dialogues WHERE id = ANY(%s)", (ids,)
-                ).fetchall()
-            }
-        missing = [dialogues[d] for d in ids if d not in stored]
-        if missing:
-            write_dataset(Dataset(dialogues=missing), url=url)
-        serving = serving_version(url)
-        encoder = serving_encoder(url) if serving else TextEncoder.get(config.encoder)
-        model = serving or encoder.model_version
-        with connect(url) as db:
-            indexed = {
-                r[0]
-                for r in db.execute(
-                    "SELECT DISTINCT dialogue_id FROM ffr.fragments "
-                    "WHERE embedding_model = %s AND dialogue_id = ANY(%s)",
-                    (model, ids),
-                ).fetchall()
-            }
-        # Fragments are cut from the dialogues as stored (timestamps normalised to UTC: the
-        # index writer's binary COPY refuses naive datetimes).
-        todo = [normalized(dialogues[d]) for d in ids if d not in indexed]
-        if todo:
-            log.info("indexing %d dialogues under %s", len(todo), model)
-            fragments = cut_dialogues(todo, FragmentStageConfig(segmenter=config.segmenter))
-            by_dialogue: dict[str, list] = defaultdict(list)
-            for fragment in fragments:
-                by_dialogue[fragment.dialogue_id].append(fragment)
-            rows = [r for d in todo for r in fragment_rows(d, by_dialogue[d.id])]
-            index_rows(rows, encoder, url=url)
+        # Cut from the dialogues as stored (timestamps UTC: the binary COPY refuses naive ones).
+        stored = [normalized(dialogues[d]) for d in ids]
+        write_dataset(Dataset(dialogues=stored), url=url)
+        encoder = encoder or TextEncoder.get(config.encoder)
+        fragments = cut_dialogues(stored, FragmentStageConfig(segmenter=config.segmenter))
+        queries = [q.text for q in dataset.queries if q.text]
+        report = index_fragments(url, stored, fragments, encoder, config.index, queries)
+        model = report["embedding_model"]
+        log.info(
+            "evaluation index: %d dialogues, %s fragments under %s",
+            report["dialogues"],
+            report["stats"]["fragments"],
+            model,
+        )
         with connect(url) as db:
             rows = db.execute(
                 "SELECT id, dialogue_id, utterance_ids, image_ids, text FROM ffr.fragments "
@@ -188,7 +170,7 @@ class Corpus:
                 "AND NOT (dialogue_id = ANY(%s)))",
                 (model, ids),
             ).fetchone()[0]
-        fragments = [
+        fragments_read = [
             RankedFragment(
                 dialogue_id=d,
                 utterance_ids=list(u),
@@ -201,11 +183,12 @@ class Corpus:
         ]
         return cls(
             dialogues=dialogues,
-            fragments=fragments,
+            fragments=fragments_read,
             url=url,
             encoder=encoder,
             restrict=ids if outside else None,
             embedding_model=model,
+            index_report=report,
         )
 
 
@@ -217,8 +200,9 @@ class SystemSkipped(Exception):
 
 
 class System:
-    """A retrieval system under evaluation. Subclasses set ``name`` and ``modes`` and implement
-    :meth:`predict_dialogue` and/or :meth:`predict_corpus`."""
+    """A retrieval system under evaluation. Subclasses set ``modes`` and implement
+    :meth:`predict_dialogue` and/or :meth:`predict_corpus`; ``name`` and ``description`` come
+    from the registry that builds them (:mod:`ffr_lib.evaluation.systems`)."""
 
     name: str = "system"
     modes: tuple[Mode, ...] = MODES
@@ -286,6 +270,7 @@ class SystemRun:
     records: list[Record] = field(default_factory=list)
     skipped: str | None = None
     setup_seconds: float = 0.0
+    note: str | None = None  # what the system chose to run with (e.g. FFRS's fine stage)
 
 
 @dataclass
@@ -305,15 +290,6 @@ def evaluation_queries(dataset: Dataset, limit: int | None = None) -> list[Query
     return spread([q for q in dataset.queries if q.dialogue_id in by_id], limit)
 
 
-def spread(items: Sequence[T], limit: int | None) -> list[T]:
-    """``limit`` of ``items`` taken evenly (every n-th, from the first); all when ``limit`` is
-    None or not smaller."""
-    if not limit or limit >= len(items):
-        return list(items)
-    step = len(items) / limit
-    return [items[int(i * step)] for i in range(limit)]
-
-
 def run_system(system: System, queries: Sequence[Query], corpus: Corpus, mode: Mode) -> SystemRun:
     """Predict every query with ``system`` (after its setup) in ``mode``."""
     run = SystemRun(system.name, mode)
@@ -328,6 +304,7 @@ def run_system(system: System, queries: Sequence[Query], corpus: Corpus, mode: M
         run.skipped = str(skipped)
         return run
     run.setup_seconds = time.perf_counter() - start
+    run.note = getattr(system, "note", None)
     with Progress(len(queries), f"{mode}: {system.name}", unit="queries") as bar:
         for query in queries:
             target: Dialogue | Corpus = (
@@ -418,10 +395,6 @@ def _view(record: Record, corpus: Corpus) -> _View:
     )
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else math.nan
-
-
 def _aggregate(views: Sequence[_View], ks: Sequence[int]) -> dict[str, float]:
     out: dict[str, float] = {"n": float(len(views))}
     out.update(set_metrics([v.sample for v in views]).flat())
@@ -455,8 +428,8 @@ def _aggregate(views: Sequence[_View], ks: Sequence[int]) -> dict[str, float]:
     stages = sorted({s for v in views for s in v.timings})
     for stage in stages:
         values = [1000 * v.timings.get(stage, 0.0) for v in views]
-        out[f"latency_p50_ms/{stage}"] = _percentile(values, 50)
-        out[f"latency_p95_ms/{stage}"] = _percentile(values, 95)
+        out[f"latency_p50_ms/{stage}"] = percentile(values, 50)
+        out[f"latency_p95_ms/{stage}"] = percentile(values, 95)
     out["tokens_read_mean"] = float(np.mean([v.tokens for v in views])) if views else 0.0
     return out
 
@@ -476,6 +449,8 @@ def score_run(
     views = [_view(r, corpus) for r in run.records]
     out: dict[str, Any] = _aggregate(views, ks)
     out["setup_seconds"] = run.setup_seconds
+    if run.note:
+        out["note"] = run.note
     for name, grouper in (groupers or {}).items():
         groups: dict[str, list[_View]] = defaultdict(list)
         for v in views:

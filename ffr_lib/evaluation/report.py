@@ -25,7 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ffr_lib.settings import REPO_ROOT
+from ffr_lib.evaluation.systems import SYSTEMS
+from ffr_lib.reporting import markdown_table
+from ffr_lib.settings import REPORTS_DIR
 from ffr_lib.tracking import start_run
 
 Metrics = dict[str, dict[str, dict[str, Any]]]
@@ -59,6 +61,9 @@ MODALITY: tuple[tuple[str, str], ...] = tuple(
 )
 KS: tuple[int, ...] = (1, 5, 10, 20)
 BUCKETS: tuple[str, ...] = ("<35", "35-65", ">65")  # dialogue length in turns, as in the paper
+#: Every bucket set a dataset uses (``HarnessConfig.length_buckets``): the paper's, and meetings'
+#: (QMSum, ``ffr_lib.evaluation.qmsum.BUCKETS``).
+BUCKET_SETS: tuple[tuple[str, ...], ...] = (BUCKETS, ("<300", "300-600", ">600"))
 #: (metric key, column title) of the ranking table (utterance level).
 RANKING: tuple[tuple[str, str], ...] = (
     *((f"recall@{k}", f"R@{k}") for k in KS),
@@ -73,9 +78,7 @@ PLOTS = ("recall_at_k.png", "f1_by_length.png", "latency.png")
 
 def default_reports_dir() -> Path:
     """FFR_REPORTS_DIR, else <repo>/reports."""
-    import os
-
-    return Path(os.environ.get("FFR_REPORTS_DIR") or REPO_ROOT / "reports")
+    return Path(REPORTS_DIR.get())
 
 
 def _fmt(value: Any, key: str) -> str:
@@ -92,14 +95,17 @@ def _fmt(value: Any, key: str) -> str:
     return f"{value:.3f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
 def _ran(per_system: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     return {s: m for s, m in per_system.items() if "skipped" not in m}
+
+
+def bucket_columns(found: Sequence[str]) -> list[str]:
+    """The length buckets to show, in order: the whole set the found ones belong to (an empty
+    bucket shows too), then any other found bucket."""
+    for labels in BUCKET_SETS:
+        if set(found) & set(labels):
+            return list(labels) + [v for v in found if v not in labels]
+    return list(found)
 
 
 def _groups(per_system: Mapping[str, Mapping[str, Any]], grouper: str, metric: str) -> list[str]:
@@ -141,7 +147,26 @@ DATASET_NOTES: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Notes for the QMSum tables (real meetings, human-marked spans), by suffix.
+QMSUM_NOTES: tuple[tuple[str, str], ...] = (
+    (
+        "/single",
+        "QMSum: each human-written query against its own meeting (real multi-party meetings, "
+        "hundreds of turns); gold = the turns people marked as the answer (median 25).",
+    ),
+    (
+        "/corpus",
+        "QMSum: each query against all meetings of the split; ids in another meeting count as "
+        "wrong. Recall@K counts utterances.",
+    ),
+)
+
+
 def dataset_note(dataset: str) -> str | None:
+    if dataset.startswith("qmsum") and "-reader-subset/" not in dataset:
+        for suffix, note in QMSUM_NOTES:
+            if dataset.endswith(suffix):
+                return note
     for suffix, note in DATASET_NOTES:
         if dataset.endswith(suffix):
             return note
@@ -150,7 +175,7 @@ def dataset_note(dataset: str) -> str | None:
 
 def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
     """The report: per dataset a headline table, per-group F1 tables, latency per stage, and
-    the systems skipped with their reasons."""
+    the systems skipped with their reasons; then what each system is (from the registry)."""
     out = [f"# {title}", ""]
     for dataset, per_system in metrics.items():
         ran = _ran(per_system)
@@ -160,7 +185,7 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
             out += [note, ""]
         keys = [(k, t) for k, t in HEADLINE if any(k in m for m in ran.values())]
         if ran:
-            out += _table(
+            out += markdown_table(
                 ["system", *(t for _, t in keys)],
                 [[s, *(_fmt(m.get(k), k) for k, _ in keys)] for s, m in ran.items()],
             )
@@ -172,7 +197,7 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
                 present = [(k, t) for k, t in columns if any(k in m for m in ran.values())]
                 if present:
                     out += [caption, ""]
-                    out += _table(
+                    out += markdown_table(
                         ["system", *(t for _, t in present)],
                         [[s, *(_fmt(m.get(k), k) for k, _ in present)] for s, m in ran.items()],
                     )
@@ -184,8 +209,8 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
             if not values:
                 continue
             if grouper == "bucket":
-                # The paper's three buckets always, in order; an empty one shows "- (-)".
-                values = list(BUCKETS) + [v for v in values if v not in BUCKETS]
+                # The dataset's three buckets always, in order; an empty one shows "- (-)".
+                values = bucket_columns(values)
             out += [f"F1 by {grouper} (n per group in brackets):", ""]
             rows = []
             for s, m in ran.items():
@@ -197,7 +222,7 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
                         for v in values
                     ]
                 )
-            out += _table(["system", *values], rows)
+            out += markdown_table(["system", *values], rows)
             out.append("")
         stages = sorted(
             {k.split("/", 1)[1] for m in ran.values() for k in m if k.startswith("latency_p50")}
@@ -213,13 +238,24 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
                 ]
                 for s, m in ran.items()
             ]
-            out += _table(["system", *stages], rows)
+            out += markdown_table(["system", *stages], rows)
+            out.append("")
+        notes = {s: m["note"] for s, m in per_system.items() if m.get("note")}
+        if notes:
+            out += ["Ran with:", ""]
+            out += [f"- `{s}`: {note}" for s, note in notes.items()]
             out.append("")
         skipped = {s: m["skipped"] for s, m in per_system.items() if "skipped" in m}
         if skipped:
             out += ["Skipped:", ""]
             out += [f"- `{s}`: {reason}" for s, reason in skipped.items()]
             out.append("")
+    described = SYSTEMS.descriptions()
+    shown = [s for s in dict.fromkeys(s for per in metrics.values() for s in per) if s in described]
+    if shown:
+        out += ["Systems:", ""]
+        out += [f"- `{s}`: {described[s]}" for s in shown]
+        out.append("")
     out += [
         "Metrics: F1/MCC are the reference micro figures of the final pick (joint = mean of "
         "utterance and image), macro F1 and EM per query; R@K counts gold utterances in the "
@@ -277,11 +313,10 @@ def plot_f1_by_bucket(metrics: Metrics, path: Path) -> None:
 
     datasets = list(metrics) or [""]
     fig, axes = _figure(len(datasets))
-    order = list(BUCKETS)
     for ax, dataset in zip(axes, datasets, strict=False):
         ran = _ran(metrics.get(dataset, {}))
         found = _groups(ran, "bucket", "f1")
-        buckets = [b for b in order if b in found] + [b for b in found if b not in order]
+        buckets = [b for b in bucket_columns(found) if b in found]
         width = 0.8 / max(1, len(ran))
         for i, (system, m) in enumerate(ran.items()):
             ys = [m.get(f"group/bucket={b}/f1", 0.0) for b in buckets]
@@ -415,9 +450,11 @@ def write_report(
     runs: Mapping[str, Sequence[Any]] | None = None,
     mlflow: bool = True,
     params: Mapping[str, Any] | None = None,
+    sections: Sequence[str] = (),
 ) -> ReportResult:
     """Write ``reports/<run>/`` and refresh ``reports/latest/`` (merged metrics); log to MLflow
-    unless ``mlflow`` is False."""
+    unless ``mlflow`` is False. ``sections``: markdown added at the end of both report.md files
+    before anything is logged, so the MLflow copy is the whole report."""
     reports_dir = Path(reports_dir or default_reports_dir())
     run_name = run_name or datetime.now(UTC).strftime("eval-%Y%m%d-%H%M%S")
     run_dir = reports_dir / run_name
@@ -436,6 +473,12 @@ def write_report(
         shutil.rmtree(latest)
     _, latest_files = _render_folder(merged, latest, "FFR evaluation: latest")
     (latest / "RUN").write_text(run_name + "\n", encoding="utf-8")
+    extra = "".join(sections)
+    if extra:
+        markdown += extra
+        for folder in (run_dir, latest):
+            report = folder / "report.md"
+            report.write_text(report.read_text(encoding="utf-8") + extra, encoding="utf-8")
     result = ReportResult(run_dir, latest, files + latest_files, markdown, metrics=metrics)
     if mlflow:
         result.mlflow_run_id = log_to_mlflow(metrics, run_dir, run_name, params)

@@ -29,7 +29,7 @@ from ffr_lib.f2rvlm.backbone import (
 from ffr_lib.f2rvlm.curriculum import build_curriculum
 from ffr_lib.f2rvlm.difficulty import ScoredRecords
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile
-from ffr_lib.f2rvlm.rewards import build_rewards, make_f1_reward
+from ffr_lib.f2rvlm.rewards import build_rewards, make_f1_reward, needs_embed
 from ffr_lib.f2rvlm.sft import (
     TrainResult,
     common_trainer_args,
@@ -148,9 +148,9 @@ def train_grpo(
         funcs, reward_weights = reward_override
     else:
         weights = settings.reward_weights
-        if weights.fragment > 0 and embed is None:
+        if embed is None and needs_embed(settings.rewards, weights):
             embed = _default_embed()
-        funcs, reward_weights = build_rewards(weights, embed, profile.answer_form)
+        funcs, reward_weights = build_rewards(weights, embed, profile.answer_form, settings.rewards)
     columns = list(REWARD_COLUMNS) + (["images"] if backbone.is_vlm else [])
     dataset = Dataset.from_list([{k: r[k] for k in columns if k in r} for r in records])
     batch = settings.num_generations * settings.prompts_per_step

@@ -16,7 +16,6 @@ and union merge of sliding windows disappear (one answer per query).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -24,144 +23,20 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ffr_lib.data.model import Dialogue
+from ffr_lib.mldr.text import content_stems, stem
 from ffr_lib.models.encoder import get_text_encoder
 
 HintMethod = Literal["none", "overlap", "minilm", "combined"]
 Embedder = Callable[[list[str]], np.ndarray]
 
-_WORD_RE = re.compile(r"[a-z0-9]+")
-# Small stop list: function words carry no topical signal and would flood the overlap scores.
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "but",
-        "if",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "for",
-        "with",
-        "from",
-        "by",
-        "as",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "am",
-        "i",
-        "you",
-        "he",
-        "she",
-        "it",
-        "we",
-        "they",
-        "me",
-        "him",
-        "her",
-        "us",
-        "them",
-        "my",
-        "your",
-        "his",
-        "its",
-        "our",
-        "their",
-        "this",
-        "that",
-        "these",
-        "those",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "how",
-        "when",
-        "where",
-        "why",
-        "do",
-        "does",
-        "did",
-        "done",
-        "have",
-        "has",
-        "had",
-        "having",
-        "not",
-        "no",
-        "yes",
-        "so",
-        "too",
-        "very",
-        "can",
-        "could",
-        "will",
-        "would",
-        "shall",
-        "should",
-        "may",
-        "might",
-        "must",
-        "just",
-        "than",
-        "then",
-        "there",
-        "here",
-        "about",
-        "up",
-        "down",
-        "out",
-        "over",
-        "under",
-        "again",
-        "also",
-        "all",
-        "any",
-        "some",
-        "one",
-        "get",
-        "got",
-        "like",
-        "oh",
-        "ok",
-        "okay",
-        "yeah",
-        "hi",
-        "hey",
-        "lol",
-        "im",
-        "its",
-        "dont",
-        "thats",
-        "whats",
-        "really",
-        "well",
-        "know",
-        "think",
-        "see",
-        "going",
-        "go",
-        "photo",
-        "picture",
-        "image",
-        "chat",
-        "talked",
-        "talk",
-        "about",
-        "when",
-        "we",
-        "where",
-        "query",
-        "said",
-    ]
+# What a query says about itself ("the chat where the photo of ... was talked about") matches
+# every line with an image or the same framing: no topical signal, on top of the stop words.
+QUERY_FRAMING = frozenset(
+    stem(w)
+    for w in (
+        *("chat", "done", "image", "photo", "picture", "query", "talk", "talked"),
+        *("may", "might", "must", "shall", "us"),
+    )
 )
 
 
@@ -195,10 +70,10 @@ class HintSettings(BaseModel):
         return self
 
 
-def content_words(text: str) -> set[str]:
-    """Lower-cased content words, crudely stemmed (first 5 letters) so that plural and
-    inflected forms meet."""
-    return {w[:5] for w in _WORD_RE.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}
+def hint_terms(text: str) -> set[str]:
+    """The stems a hint matches on: the content stems of the MLDR text helpers (one stop list,
+    one stemmer for queries, baselines and hints) less the query framing."""
+    return content_stems(text) - QUERY_FRAMING
 
 
 def utterance_texts(dialogue: Dialogue) -> list[str]:
@@ -211,10 +86,10 @@ def utterance_texts(dialogue: Dialogue) -> list[str]:
 
 def overlap_scores(query: str, texts: Sequence[str]) -> np.ndarray:
     """Fraction of the query's content words found in each text."""
-    q = content_words(query)
+    q = hint_terms(query)
     if not q:
         return np.zeros(len(texts))
-    return np.array([len(q & content_words(t)) / len(q) for t in texts], dtype=float)
+    return np.array([len(q & hint_terms(t)) / len(q) for t in texts], dtype=float)
 
 
 def embedding_scores(query: str, texts: Sequence[str], embed: Embedder) -> np.ndarray:

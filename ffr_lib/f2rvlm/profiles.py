@@ -25,13 +25,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ffr_lib.data.format.answer import AnswerForm
 from ffr_lib.data.format.prompt import ImageMode
 from ffr_lib.f2rvlm.backbone import BackboneKind, LoraSettings
 from ffr_lib.f2rvlm.hints import HintSettings
-from ffr_lib.f2rvlm.rewards import RewardWeights
+from ffr_lib.f2rvlm.rewards import DEFAULT_REWARDS, REWARDS, RewardWeights
 
 SHORT_INSTRUCTION = (
     "Which lines answer the query? (rN) is a relevance hint, higher is more relevant. "
@@ -79,12 +79,21 @@ class GRPOSettings(BaseModel):
     presample_generations: int = Field(
         4, ge=2, description="completions per prompt in the zero-variance pre-pass"
     )
+    rewards: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REWARDS),
+        description="the rewards by name (ffr_lib.f2rvlm.rewards.REWARDS: f1, fragment, format)",
+    )
     reward_weights: RewardWeights = Field(
         default_factory=RewardWeights,
         description="weights of R_F1 / R_Fragment / R_Format (paper 1 / 1 / 0.3); R_Fragment "
-        "needs the FEM encoder",
+        "needs the FEM encoder and is left out at weight 0",
     )
     logging_steps: int = Field(1, description="trainer log interval (steps)")
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, names: list[str]) -> list[str]:
+        return REWARDS.check(names)
 
 
 class CurriculumSettings(BaseModel):

@@ -21,11 +21,14 @@ reference format) or from the columns ``gold_utterance_ids`` and ``gold_image_id
 - **R_Format** = 1 if the completion is in the exact format with no duplicate ids, else 0.
 
 The think-tag policy is the one of :mod:`ffr_lib.data.format.answer`. Weights default to 1 / 1 / 0.3.
+The rewards are registered by name in :data:`REWARDS`; a profile names the ones GRPO uses
+(``GRPOSettings.rewards``, default all three) and :func:`build_rewards` builds them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ffr_lib.data.format.answer import AnswerForm, ParsedAnswer, parse, parse_answer
 from ffr_lib.data.gold import set_f1
+from ffr_lib.registry import Entry, Registry
 
 RewardFn = Callable[..., list[float]]
 Embedder = Callable[[list[str]], np.ndarray]
@@ -207,28 +211,71 @@ def make_fragment_reward(embed: Embedder, form: AnswerForm = "reference") -> Rew
 f1_reward = make_f1_reward()
 format_reward = make_format_reward()
 
-#: Rewards that need nothing but the completions and the gold columns.
-REWARDS: dict[str, RewardFn] = {"f1": f1_reward, "format": format_reward}
 
-#: Rewards that must be bound to a frozen encoder first: name -> factory(embed, form).
-REWARD_FACTORIES: dict[str, Callable[..., RewardFn]] = {"fragment": make_fragment_reward}
+@dataclass(frozen=True)
+class RewardEntry(Entry):
+    """A registered reward: ``factory(form)``, or ``factory(embed, form)`` when it
+    ``needs_embed`` (a frozen encoder); its weight is the :class:`RewardWeights` field of the
+    same name."""
+
+    needs_embed: bool = False
+
+
+#: Every GRPO reward by name, in the order GRPOTrainer gets them.
+REWARDS: Registry[RewardEntry] = Registry(
+    "reward",
+    {
+        "f1": RewardEntry("R_F1: F1 of the picked ids with a length penalty", make_f1_reward),
+        "fragment": RewardEntry(
+            "R_Fragment: coherence of the pick under the frozen encoder",
+            make_fragment_reward,
+            needs_embed=True,
+        ),
+        "format": RewardEntry(
+            "R_Format: the exact answer format, no duplicate ids", make_format_reward
+        ),
+    },
+)
+#: The rewards of a profile unless it names others (:class:`ffr_lib.f2rvlm.profiles.GRPOSettings`).
+DEFAULT_REWARDS: tuple[str, ...] = REWARDS.names()
+
+
+def _active(names: Sequence[str], weights: RewardWeights) -> list[str]:
+    # A reward that needs the encoder is left out at weight 0: it would load it for nothing.
+    return [
+        n
+        for n in REWARDS.check(names)
+        if not (REWARDS.entry(n).needs_embed and getattr(weights, n) == 0)
+    ]
+
+
+def needs_embed(names: Sequence[str], weights: RewardWeights | None = None) -> bool:
+    """Whether :func:`build_rewards` needs an ``embed`` function for these rewards."""
+    weights = weights or RewardWeights()
+    return any(REWARDS.entry(n).needs_embed for n in _active(names, weights))
 
 
 def build_rewards(
     weights: RewardWeights | None = None,
     embed: Embedder | None = None,
     form: AnswerForm = "reference",
+    names: Sequence[str] = DEFAULT_REWARDS,
 ) -> tuple[list[RewardFn], list[float]]:
-    """The reward functions and weights for GRPOTrainer (``reward_funcs``, ``reward_weights``).
-    R_Fragment is included when its weight is non-zero; then ``embed`` is required."""
+    """The reward functions and weights for GRPOTrainer (``reward_funcs``, ``reward_weights``):
+    the rewards ``names`` from :data:`REWARDS` (:class:`~ffr_lib.registry.UnknownNameError` for
+    an unknown one), weighted by the ``weights`` field of the same name. A reward that needs the
+    encoder (R_Fragment) is left out at weight 0; otherwise it needs ``embed``."""
     weights = weights or RewardWeights()
-    funcs: list[RewardFn] = [make_f1_reward(form)]
-    ws = [weights.f1]
-    if weights.fragment > 0:
-        if embed is None:
-            raise ValueError("R_Fragment has a non-zero weight but no embed function was given")
-        funcs.append(make_fragment_reward(embed, form))
-        ws.append(weights.fragment)
-    funcs.append(make_format_reward(form))
-    ws.append(weights.format)
+    funcs: list[RewardFn] = []
+    ws: list[float] = []
+    for name in _active(names, weights):
+        entry = REWARDS.entry(name)
+        factory = REWARDS.factory(name)
+        if entry.needs_embed:
+            if embed is None:
+                raise ValueError(f"reward {name!r} has a non-zero weight but no embed function")
+            funcs.append(factory(embed, form))
+        else:
+            funcs.append(factory(form))
+        ws.append(getattr(weights, name))
     return funcs, ws

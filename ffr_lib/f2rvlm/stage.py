@@ -1,6 +1,7 @@
 """The F2RVLM stages as the asset graph runs them: SFT, the curriculum pass, GRPO.
 
-Each stage reads the MLDR-style train split written by the `mldr_splits` stage, writes its output
+Each stage reads the MLDR-style train split written by the `mldr_splits` stage (its folder comes
+from ``ffr_lib.mldr.splits.split_dir``, the one place split paths are built), writes its output
 under ``$FFR_HOME/f2rvlm/<stage>/`` and returns a JSON-able summary. Records are shuffled with a
 seed before capping, so a small profile still sees every query family.
 """
@@ -30,7 +31,9 @@ CURRICULUM_FILE = "curriculum.jsonl"
 class F2RVLMStageConfig(BaseModel):
     profile: str = Field("cpu-small", description="paper | cpu-small | cpu-full | tiny")
     backbone: str | None = Field(None, description="override the profile's backbone")
-    mldr_dir: Path | None = Field(None, description="default: $FFR_HOME/data/mldr")
+    mldr_dir: Path | None = Field(
+        None, description="folder of the MLDR splits; None = where mldr_splits writes them"
+    )
     out_dir: Path | None = Field(None, description="default: $FFR_HOME/f2rvlm")
     track: bool = Field(True, description="log runs to MLflow and register adapters")
     seed: int = 0

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ffr_lib.data.format.answer import ParsedAnswer
 from ffr_lib.data.format.prompt import PromptConfig, render_utterance_line
-from ffr_lib.data.model import Dialogue
+from ffr_lib.data.model import Dialogue, UtteranceSpan
 
 MergePolicy = Literal["union", "unanimous"]
 
@@ -51,20 +51,11 @@ class WindowConfig(BaseModel):
 
 
 @dataclass(frozen=True)
-class Window:
+class Window(UtteranceSpan):
     """Global ids of one window: ``utterance_ids[local] = global``, same for images."""
 
     utterance_ids: tuple[int, ...]
     image_ids: tuple[int, ...]
-
-    @property
-    def start(self) -> int:
-        return self.utterance_ids[0]
-
-    @property
-    def end(self) -> int:
-        """One past the last utterance."""
-        return self.utterance_ids[-1] + 1
 
     def to_global(
         self, local_utt_ids: Sequence[int], local_img_ids: Sequence[int]

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ffr_lib.data.dataset import Dataset
-from ffr_lib.data.gold import gold_items
+from ffr_lib.data.gold import answerable
 from ffr_lib.data.model import Dialogue
 from ffr_lib.fem.fragment_text import FragmentRow, FragmentTextConfig, fragment_rows
 from ffr_lib.fem.train import Segment, default_segmenter
@@ -62,15 +62,8 @@ def evaluate_retrieval(
     ``dataset`` (answerable single-dialogue queries only)."""
     segment = segment or default_segmenter()
     rows = list(rows) if rows is not None else _corpus_rows(dataset, segment, text)
-    by_id: dict[str, Dialogue] = dataset.dialogue_by_id()
     queries, golds = [], []
-    for query in dataset.queries:
-        dialogue = by_id.get(query.dialogue_id or "")
-        if dialogue is None:
-            continue
-        gold = gold_items(query, dialogue)
-        if not gold:
-            continue
+    for query, dialogue, gold in answerable(dataset):
         relevant = {
             i
             for i, r in enumerate(rows)

@@ -6,6 +6,14 @@ understood through words: their caption, and for an image that has pixels but no
 stored OCR text, the text OCR reads in it (rapidocr), so a screenshot of a menu is findable by
 the dishes on it.
 
+Long fragments: the encoder reads at most ``max_seq_length`` tokens (MiniLM: 256, special
+tokens included) and cuts the rest, while real meeting fragments run to ~225 words and more. By
+default (``FragmentTextConfig.long_text = "chunk_mean"``) the index embeds a longer text with
+:class:`ChunkedEmbedder`: line-aligned chunks that each fit the window and together cover every
+token, combined into one vector, so a line at the end of a fragment counts as much as one at the
+start. A text that fits is embedded exactly as before, and the SQL functions still see one vector
+per fragment; the FEM version gets ``+chunks``, so chunked and truncated vectors never mix.
+
 Extension point: when an image encoder is configured, :class:`FusedEmbedder` mixes the mean
 image vector of a fragment into its text vector. None with bundled weights exists offline (no
 CLIP/SigLIP on PyPI), so the default is text only; the hook is exercised by tests with a fake
@@ -20,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -44,6 +52,14 @@ class FragmentTextConfig(BaseModel):
     )
     image_weight: float = Field(
         0.3, ge=0, le=1, description="share of the mean image vector in a fused fragment vector"
+    )
+    long_text: Literal["chunk_mean", "truncate"] = Field(
+        "chunk_mean",
+        description="a fragment text longer than the encoder's window (max_seq_length tokens): "
+        "'chunk_mean' embeds it in line-aligned chunks that fit the window and cover every token "
+        "(one line of overlap; an over-long line is split by tokens), one vector = the "
+        "token-count-weighted mean of the chunk vectors, unit length (FEM version + '+chunks'); "
+        "'truncate' lets the encoder cut it at the window (what it reads ends there)",
     )
 
 
@@ -250,12 +266,188 @@ class FusedEmbedder:
         return _unit(vectors).astype(np.float32)
 
 
+CHUNKS_SUFFIX = "+chunks"
+
+
+class ChunkedEmbedder:
+    """A text encoder that reads every token of a long text.
+
+    A text that fits the encoder's window (``max_seq_length`` tokens with the special tokens and
+    the prompt, if any) is embedded exactly as the encoder does it. A longer one is split at its
+    line (utterance) boundaries into chunks that each fit the window, with one line of overlap
+    between neighbours (a single line longer than the window is split by tokens); the chunks of
+    every text in the call are embedded in one batched encoder call, and the text's vector is
+    the mean of its chunk vectors weighted by their token counts, at unit length. Queries go
+    through the same :meth:`encode` (a short query is unchanged).
+
+    ``model_version`` is the encoder's plus ``+chunks``: an index built this way is its own FEM
+    version, never mixed with truncated vectors; the index registers the encoder's ``spec`` as
+    the version's model path, and :func:`embedder_for_version` rebuilds the embedder from it.
+    """
+
+    overlap_lines = 1
+
+    def __init__(self, text: Any) -> None:
+        if not self.supports(text):
+            raise TypeError(f"{type(text).__name__} has no tokenizer/max_seq_length to chunk by")
+        self.text = text
+
+    @staticmethod
+    def supports(text: Any) -> bool:
+        """Whether ``text`` exposes what chunking needs (a tokenizer and a window)."""
+        return getattr(text, "tokenizer", None) is not None and bool(
+            getattr(text, "max_seq_length", None)
+        )
+
+    @property
+    def dimension(self) -> int:
+        return int(self.text.dimension)
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.text.model_version}{CHUNKS_SUFFIX}"
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        return dict(getattr(self.text, "prompts", {}) or {})
+
+    @property
+    def spec(self) -> str | None:
+        """What loads the text encoder again (the index's ``model_path``)."""
+        return getattr(self.text, "spec", None)
+
+    @property
+    def resolved(self) -> Any:
+        return getattr(self.text, "resolved", None)
+
+    def budget(self, prompt_name: str | None = None) -> int:
+        """Tokens of text one encoder call reads: the window less the special tokens and the
+        prompt."""
+        tokenizer = self.text.tokenizer
+        budget = int(self.text.max_seq_length) - tokenizer.num_special_tokens_to_add(pair=False)
+        prompt = self.prompts.get(prompt_name) if prompt_name else None
+        if prompt:
+            budget -= len(self._ids([prompt])[0])
+        return max(budget, 1)
+
+    def _ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.text.tokenizer(list(texts), add_special_tokens=False, verbose=False)[
+            "input_ids"
+        ]
+
+    def _split_by_tokens(self, line: str, budget: int) -> list[str]:
+        """``line`` cut into pieces of at most ``budget`` tokens, at word starts (mid-word only
+        for a word longer than the budget), so the pieces' tokens are the line's."""
+        tokenizer = self.text.tokenizer
+        if getattr(tokenizer, "is_fast", False):
+            encoding = tokenizer(
+                line, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            )
+            offsets, words = encoding["offset_mapping"], encoding.word_ids()
+            cuts, begin = [], 0
+            while len(offsets) - begin > budget:
+                cut = begin + budget
+                while cut > begin and words[cut] is not None and words[cut] == words[cut - 1]:
+                    cut -= 1  # back to the first token of the word
+                cut = cut if cut > begin else begin + budget
+                cuts.append(offsets[cut][0])
+                begin = cut
+            bounds = [0, *cuts, len(line)]
+            return [line[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if line[a:b]]
+        ids = self._ids([line])[0]
+        return [tokenizer.decode(ids[i : i + budget]) for i in range(0, len(ids), budget)]
+
+    def chunks(self, text: str, prompt_name: str | None = None) -> list[tuple[str, int]]:
+        """The pieces ``text`` is embedded as, with their token counts: ``[(text, n)]`` when it
+        fits the window, else line-aligned chunks that cover all of its tokens."""
+        budget = self.budget(prompt_name)
+        n = len(self._ids([text])[0])
+        return [(text, n)] if n <= budget else self._chunks(text, budget)
+
+    def _chunks(self, text: str, budget: int) -> list[tuple[str, int]]:
+        lines = text.split("\n")
+        units: list[tuple[str, int, bool]] = []  # (text, tokens, a whole line)
+        for line, ids in zip(lines, self._ids(lines), strict=True):
+            if len(ids) <= budget:
+                units.append((line, len(ids), True))
+            else:
+                pieces = self._split_by_tokens(line, budget)
+                units.extend(
+                    (p, len(i), False) for p, i in zip(pieces, self._ids(pieces), strict=True)
+                )
+        groups: list[list[tuple[str, int, bool]]] = []
+        current: list[tuple[str, int, bool]] = []
+        for unit in units:
+            if current and sum(u[1] for u in current) + unit[1] > budget:
+                groups.append(current)
+                keep = current[-self.overlap_lines :] if self.overlap_lines else []
+                whole = all(u[2] for u in keep) and unit[2]
+                fits = sum(u[1] for u in keep) + unit[1] <= budget
+                current = list(keep) if whole and fits else []
+            current.append(unit)
+        groups.append(current)
+        texts = ["\n".join(u[0] for u in group) for group in groups]
+        out: list[tuple[str, int]] = []
+        # Counted again as joined: a tokenizer that is not additive over lines may go over.
+        for chunk, ids in zip(texts, self._ids(texts), strict=True):
+            if len(ids) <= budget:
+                out.append((chunk, len(ids)))
+            else:
+                pieces = self._split_by_tokens(chunk, budget)
+                out.extend((p, len(i)) for p, i in zip(pieces, self._ids(pieces), strict=True))
+        return out
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, normalize: bool = True, **kw: Any):
+        """Vectors of ``texts`` (``kw`` goes to the encoder: ``prompt_name``, ``memo``, ...)."""
+        texts = list(texts)
+        if not texts:
+            return self.text.encode(texts, batch_size=batch_size, normalize=normalize, **kw)
+        budget = self.budget(kw.get("prompt_name"))
+        counts = [len(ids) for ids in self._ids(texts)]
+        long = [i for i, n in enumerate(counts) if n > budget]
+        if not long:
+            return self.text.encode(texts, batch_size=batch_size, normalize=normalize, **kw)
+        plans = {i: self._chunks(texts[i], budget) for i in long}
+        short = [i for i in range(len(texts)) if i not in plans]
+        batch = [texts[i] for i in short] + [c for i in long for c, _ in plans[i]]
+        vectors = np.asarray(
+            self.text.encode(batch, batch_size=batch_size, normalize=normalize, **kw), np.float32
+        )
+        out = np.empty((len(texts), vectors.shape[1]), np.float32)
+        out[short] = vectors[: len(short)]
+        at = len(short)
+        for i in long:
+            weights = np.array([max(n, 1) for _, n in plans[i]], np.float32)
+            part = vectors[at : at + len(weights)]
+            at += len(weights)
+            mean = (weights[:, None] * part).sum(axis=0) / weights.sum()
+            out[i] = _unit(mean[None])[0] if normalize else mean
+        return out
+
+
+def embedder_for_version(text_encoder: Any, version: str) -> Any | None:
+    """The embedder of ``text_encoder`` whose ``model_version`` is ``version`` (the encoder itself,
+    or its :class:`ChunkedEmbedder`), or None when neither is (the weights changed)."""
+    if str(text_encoder.model_version) == version:
+        return text_encoder
+    if ChunkedEmbedder.supports(text_encoder):
+        chunked = ChunkedEmbedder(text_encoder)
+        if chunked.model_version == version:
+            return chunked
+    return None
+
+
 def build_embedder(
     text_encoder: Any, config: FragmentTextConfig | None = None, image_encoder: Any = None
 ) -> Any:
-    """The FEM the index uses: the text encoder, or a :class:`FusedEmbedder` when an image
-    encoder is given or configured."""
+    """The FEM the index uses: the text encoder, through a :class:`ChunkedEmbedder` when
+    ``config.long_text`` is ``chunk_mean`` (the default) and the encoder has a tokenizer, inside
+    a :class:`FusedEmbedder` when an image encoder is given or configured."""
     config = config or FragmentTextConfig()
+    if isinstance(text_encoder, ChunkedEmbedder):
+        text_encoder = text_encoder.text
+    if config.long_text == "chunk_mean" and ChunkedEmbedder.supports(text_encoder):
+        text_encoder = ChunkedEmbedder(text_encoder)
     if image_encoder is None and config.image_encoder:
         image_encoder = load_image_encoder(config.image_encoder)
     if image_encoder is None:

@@ -1,12 +1,14 @@
 """Contrastive fine-tuning of the Fragment Embedding Model (sentence-transformers, CPU-friendly).
 
 Training data: (query, gold fragment) pairs from a split with gold ids. Each dialogue is cut into
-fragments by the same segmenter the index uses; a query's positive is the fragment that overlaps
-its gold utterances most (an image's gold counts as the utterance it was sent with), and its hard
-negative is another fragment of the SAME dialogue with no gold at all (same speakers, same
-style, different content: exactly what the index must tell apart). The loss is
-MultipleNegativesRankingLoss: every other positive and negative in the batch is an in-batch
-negative too.
+fragments by the ``segment`` function given: the `fem_checkpoint` stage (``ffr_lib.fem.stage``)
+passes the fragments the `fragments` stage wrote for the split's batch, i.e. exactly the fragments
+the index serves; called without one, fixed windows of ``FemTrainConfig.window`` utterances. A
+query's positive is the fragment that overlaps its gold utterances most (an image's gold counts as
+the utterance it was sent with), and its hard negative is another fragment of the SAME dialogue
+with no gold at all (same speakers, same style, different content: exactly what the index must
+tell apart). The loss is MultipleNegativesRankingLoss: every other positive and negative in the
+batch is an in-batch negative too.
 """
 
 from __future__ import annotations
@@ -45,9 +47,16 @@ class FemTrainConfig(BaseModel):
     batch_size: int = Field(16, ge=2, description="in-batch negatives grow with the batch")
     learning_rate: float = Field(2e-5, gt=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    max_pairs: int | None = Field(5000, ge=1, description="cap on training pairs (seeded sample)")
+    max_pairs: int | None = Field(
+        512, ge=1, description="cap on (query, gold fragment) training pairs (seeded sample)"
+    )
     hard_negatives: bool = True
-    max_seq_length: int = Field(256, ge=16, description="tokens per fragment (CPU cost)")
+    max_seq_length: int = Field(
+        256,
+        ge=16,
+        description="tokens per fragment, longer ones are cut: real-chat fragments average ~225 "
+        "words, so 128 would cut most of them (CPU cost grows with it; MiniLM takes up to 512)",
+    )
     window: int = Field(8, ge=1, description="window size when no segmenter is given")
     seed: int = 0
     text: FragmentTextConfig = Field(default_factory=FragmentTextConfig)
@@ -83,7 +92,8 @@ class TrainResult:
 
 
 def default_segmenter(window: int = 8) -> Segment:
-    """Fixed windows (the index's default cut when no learned segmenter is configured)."""
+    """Fixed windows of ``window`` utterances: the cut when no segmenter is given (unit tests,
+    bare library calls; the stage passes the served fragments instead)."""
     return FixedWindowSegmenter(WindowConfig(size=window)).segment
 
 

@@ -6,22 +6,28 @@
     result.dialogues[0].utterance_ids, result.dialogues[0].image_ids
     ffrs.query_dialogue("the photo of the lake", "dialogue-id")   # one dialogue, F2RVLM
 
+The fine stage (stage 2) is the trained reader when one is registered champion
+(``reader_checkpoint``; it beat F2RVLM in every evaluation run so far, BENCHMARKS.md), else F2RVLM
+when a trained adapter exists, else none (the whole recalled fragments). ``fine_stage`` forces
+one; the pipeline's ``config.stage2`` says which one serves.
+
 ``model`` is a trained adapter folder (what the F2RVLM training assets save), an F2RVLM profile
-name (an untrained backbone, e.g. ``tiny`` in tests), or a loaded ``F2RVLMRetriever``. Without
-one, FFRS answers with the whole recalled fragments (stage 2 off) and says so in ``stage2``.
+name (an untrained backbone, e.g. ``tiny`` in tests), or a loaded ``F2RVLMRetriever``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ffr_lib.data.model import Dialogue
 from ffr_lib.f2rvlm.profiles import get_profile
 from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
 from ffr_lib.ffrs.pipeline import DialogueSource, FFRSConfig, FFRSPipeline, FragmentReader
 from ffr_lib.ffrs.types import Prediction
+from ffr_lib.reader.reader import Reader
+from ffr_lib.reader.stage import champion_path
 from ffr_lib.settings import get_settings
 
 ModelSpec = str | Path | Any
@@ -53,6 +59,9 @@ def resolve_model(model: ModelSpec | None) -> ModelSpec | None:
     return folder if (folder / "ffr_adapter.json").is_file() else None
 
 
+FineStage = Literal["auto", "reader", "f2rvlm", "fragment"]
+
+
 def open_ffrs(
     model: ModelSpec | None = None,
     *,
@@ -60,17 +69,35 @@ def open_ffrs(
     encoder: Any = None,
     url: str | None = None,
     dialogues: DialogueSource | None = None,
+    fine_stage: FineStage = "auto",
+    reader: str | Path | None = None,
 ) -> FFRSPipeline:
-    """An FFRS pipeline over the serving index. ``model=None`` uses the default trained adapter
-    when there is one; with no model at all, stage 2 is off (whole fragments)."""
+    """An FFRS pipeline over the serving index with the fine stage ``fine_stage`` ("auto": the
+    F2RVLM ``model`` when one is named, else the champion reader, else the trained F2RVLM, else
+    whole fragments). ``model``: the F2RVLM
+    adapter (default: the GRPO asset's); ``reader``: a reader checkpoint (default: the
+    champion). Raises FileNotFoundError when a forced fine stage has nothing trained."""
     config = (config or FFRSConfig()).model_copy()
     spec = resolve_model(model)
-    reader = None
-    if spec is not None and config.stage2 == "f2rvlm":
-        reader = FragmentReader(load_retriever(spec), batch_size=config.batch_size)
-    else:
-        config.stage2 = "fragment"
-    return FFRSPipeline(config, reader, encoder=encoder, url=url, dialogues=dialogues)
+    reader_file = Path(reader) if reader else champion_path()
+    if fine_stage == "auto":
+        if model is not None:  # an F2RVLM asked for by name serves
+            fine_stage = "f2rvlm"
+        else:
+            fine_stage = "reader" if reader_file else "f2rvlm" if spec is not None else "fragment"
+    span_reader = f2rvlm = None
+    if fine_stage == "reader":
+        if reader_file is None:
+            raise FileNotFoundError("no trained reader: materialize reader_checkpoint first")
+        span_reader = Reader.load(reader_file)
+    elif fine_stage == "f2rvlm":
+        if spec is None:
+            raise FileNotFoundError("no trained F2RVLM adapter: materialize f2rvlm_grpo first")
+        f2rvlm = FragmentReader(load_retriever(spec), batch_size=config.batch_size)
+    config.stage2 = fine_stage
+    return FFRSPipeline(
+        config, f2rvlm, encoder=encoder, url=url, dialogues=dialogues, span_reader=span_reader
+    )
 
 
 def query(

@@ -10,6 +10,11 @@
    the fragments F2RVLM picked something in (:func:`ffr_lib.ffrs.types.merge_per_dialogue`).
    When F2RVLM picks nothing in any candidate, the answer is empty (a negative query).
 
+With the trained reader (``stage2="reader"``, :mod:`ffr_lib.reader`), stage 2 reads the dialogues
+of the best recalled fragments whole (``read_top`` of them, default 3): it scores every
+utterance with its neighbours and answers with contiguous runs, or abstains; a run may cross the
+recalled fragment's borders. Dialogues keep their recall rank.
+
 Without a model (``stage2="fragment"``) every recalled fragment counts whole: the ablation
 "FFRS with the whole recalled fragment".
 
@@ -45,6 +50,7 @@ from ffr_lib.index.search import (
     search_by_vector,
     serving_encoder,
 )
+from ffr_lib.reader.reader import Reader
 from ffr_lib.store import load_dialogues
 
 DialogueSource = Mapping[str, Dialogue] | Callable[[Sequence[str]], Mapping[str, Dialogue]]
@@ -57,11 +63,16 @@ class FFRSConfig(BaseModel):
 
     k: int = Field(20, ge=1, le=1000, description="fragments recalled by the FEM (paper: 20)")
     hybrid: bool = Field(False, description="recall with ffr.hybrid_search (RRF of text+vector)")
-    stage2: Literal["f2rvlm", "fragment"] = Field(
-        "f2rvlm", description="F2RVLM picks inside each fragment, or the whole fragment counts"
+    stage2: Literal["reader", "f2rvlm", "fragment"] = Field(
+        "f2rvlm",
+        description="the trained reader reads the top dialogues, F2RVLM picks inside each "
+        "fragment, or the whole fragment counts",
     )
     read_top: int | None = Field(
-        None, ge=1, description="F2RVLM reads only the best N of the K recalled (None = all)"
+        None,
+        ge=1,
+        description="F2RVLM reads only the best N of the K recalled fragments (None = all); the "
+        "reader reads the dialogues of the best N (None = 3)",
     )
     batch_size: int = Field(8, ge=1, description="prompts per generation batch")
 
@@ -216,11 +227,15 @@ class FFRSPipeline:
         encoder: Any = None,
         url: str | None = None,
         dialogues: DialogueSource | None = None,
+        span_reader: Reader | None = None,
     ) -> None:
         self.config = config or FFRSConfig()
         if self.config.stage2 == "f2rvlm" and reader is None:
             raise ValueError("stage2='f2rvlm' needs a FragmentReader (a trained F2RVLM)")
+        if self.config.stage2 == "reader" and span_reader is None:
+            raise ValueError("stage2='reader' needs a trained reader (ffr_lib.reader.Reader)")
         self.reader = reader
+        self.span_reader = span_reader
         self.url = url
         self._encoder = encoder
         self._dialogues = dialogues
@@ -273,6 +288,8 @@ class FFRSPipeline:
         contribute nothing). Returns the units with their picks and the tokens read."""
         if self.config.stage2 == "fragment" or not units:
             return units, 0
+        if self.config.stage2 == "reader":
+            return self.read_dialogues(text, units, timings), 0
         assert self.reader is not None
         top = units[: self.config.read_top] if self.config.read_top else units
         with timed(timings, "load"):
@@ -289,6 +306,47 @@ class FFRSPipeline:
                 unit.picked_utterance_ids, unit.picked_image_ids = [], []
         return units, result.tokens
 
+    def read_dialogues(
+        self, text: str, units: list[RankedFragment], timings: dict[str, float]
+    ) -> list[RankedFragment]:
+        """Stage 2 with the trained reader: the dialogues of the best units, read whole. Every
+        recalled unit then contributes nothing itself; each read dialogue contributes one unit per
+        run of its answer, at the dialogue's best recall score, with the run's own score as
+        ``confidence`` (nothing when the reader abstains)."""
+        assert self.span_reader is not None
+        order = list(dict.fromkeys(u.dialogue_id for u in units))[: self.config.read_top or 3]
+        best = {d: max(u.score for u in units if u.dialogue_id == d) for d in order}
+        with timed(timings, "load"):
+            found = self.dialogues(order)
+        answers: list[RankedFragment] = []
+        with timed(timings, "reader"):
+            for dialogue_id in order:
+                if dialogue_id not in found:
+                    continue
+                dialogue = found[dialogue_id]
+                answer = self.span_reader.read(text, dialogue)
+                for run in answer.runs:  # one unit per run, best first
+                    ids = list(range(run.start, run.end + 1))
+                    images = [
+                        im.index
+                        for im in dialogue.images
+                        if run.start <= im.utterance_index <= run.end
+                    ]
+                    answers.append(
+                        RankedFragment(
+                            dialogue_id=dialogue_id,
+                            utterance_ids=ids,
+                            image_ids=images,
+                            score=best[dialogue_id],
+                            picked_utterance_ids=ids,
+                            picked_image_ids=images,
+                            confidence=run.score,
+                        )
+                    )
+        for unit in units:
+            unit.picked_utterance_ids, unit.picked_image_ids = [], []
+        return answers + units
+
     def query(
         self, text: str, k: int | None = None, dialogue_ids: Sequence[str] | None = None
     ) -> Prediction:
@@ -301,14 +359,22 @@ class FFRSPipeline:
         return Prediction(dialogues=dialogues, units=units, timings=timings, tokens_read=tokens)
 
     def query_dialogue(self, text: str, dialogue: Dialogue | str) -> Prediction:
-        """Single-dialogue query: F2RVLM over the whole dialogue (sliding windows when long)."""
-        if self.reader is None:
-            raise ValueError("a single-dialogue query needs a trained F2RVLM")
+        """Single-dialogue query: the trained reader over the whole dialogue, or F2RVLM in its
+        sliding windows (whichever fine stage this pipeline serves)."""
+        if self.reader is None and self.span_reader is None:
+            raise ValueError("a single-dialogue query needs a trained reader or F2RVLM")
         if isinstance(dialogue, str):
             found = self.dialogues([dialogue])
             if dialogue not in found:
                 raise LookupError(f"no stored dialogue with id {dialogue!r}")
             dialogue = found[dialogue]
+        if self.config.stage2 == "reader" or self.reader is None:
+            timings: dict[str, float] = {}
+            whole = RankedFragment(
+                dialogue.id, list(range(len(dialogue.utterances))), [], score=1.0
+            )
+            units = self.read_dialogues(text, [whole], timings)
+            return Prediction(dialogues=merge_per_dialogue(units), units=units, timings=timings)
         return read_whole_dialogue(self.reader, dialogue, text)
 
 

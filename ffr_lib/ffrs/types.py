@@ -31,6 +31,7 @@ class RankedFragment:
     text: str = ""
     picked_utterance_ids: list[int] | None = None
     picked_image_ids: list[int] | None = None
+    confidence: float | None = None  # the fine stage's own score of its pick (the reader's)
 
     @property
     def read(self) -> bool:

@@ -16,6 +16,7 @@ import psycopg
 from pydantic import BaseModel
 
 from ffr_lib.db.engine import connect, with_retry
+from ffr_lib.fem.fragment_text import embedder_for_version
 from ffr_lib.models.encoder import TextEncoder
 
 _COLUMNS = "fragment_id, dialogue_id, utterance_ids, image_ids, text, score, embedding_model"
@@ -124,8 +125,10 @@ def _run(query: str, params: tuple, url: str | None, conn: psycopg.Connection | 
 
 
 def serving_encoder(url: str | None = None) -> Any:
-    """The text encoder of the serving FEM version: the registered ``model_path`` (a fine-tuned
-    folder or an alias such as ``minilm``)."""
+    """The query embedder of the serving FEM version: the text encoder at the registered
+    ``model_path`` (a fine-tuned folder or an alias such as ``minilm``), through its
+    :class:`~ffr_lib.fem.fragment_text.ChunkedEmbedder` when the version was indexed in chunks
+    (``+chunks``), so its ``model_version`` is the serving one."""
     with connect(url) as db:
         row = db.execute(
             "SELECT v.embedding_model, v.model_path FROM ffr.serving s "
@@ -137,12 +140,13 @@ def serving_encoder(url: str | None = None) -> Any:
     if not path:
         raise LookupError(f"serving FEM {model} has no model_path: cannot embed queries")
     encoder = TextEncoder.get(path)
-    if encoder.model_version != model:
+    embedder = embedder_for_version(encoder, model)
+    if embedder is None:
         # The folder changed since it was indexed: query vectors would not match the index.
         raise LookupError(
             f"the weights at {path} are {encoder.model_version}, the index serves {model}"
         )
-    return encoder
+    return embedder
 
 
 def embed_query(encoder: Any, text: str) -> np.ndarray:

@@ -8,10 +8,12 @@ only when it covers every dialogue the old one does, so no search ever sees a ha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ffr_lib.data.model import Dialogue
 from ffr_lib.db import connect
 from ffr_lib.fem.fragment_text import FragmentTextConfig, build_embedder, fragment_rows
 from ffr_lib.index.checks import (
@@ -22,6 +24,7 @@ from ffr_lib.index.checks import (
 )
 from ffr_lib.index.writer import IndexConfig, activate_version, index_rows, serving_version
 from ffr_lib.models.encoder import TextEncoder
+from ffr_lib.segment.fragments import Fragment
 from ffr_lib.segment.stage import batch_dialogue_ids, fragments_path, read_fragments
 from ffr_lib.store import load_dialogues, load_queries
 
@@ -56,31 +59,50 @@ def flip_when_complete(url: str | None, model: str) -> dict[str, Any]:
 
 
 def run_index(url: str | None, batch: str, fem_model: str, config: IndexStageConfig) -> dict:
+    """Index one dialogue batch's fragments (the `fragment_index` asset, one partition)."""
     fragments = read_fragments(fragments_path(batch))
+    ids = batch_dialogue_ids(url, batch)
+    dialogues = load_dialogues(ids, url=url)
+    queries = [q.text for q in load_queries(dialogue_ids=ids, url=url)][: config.recall_sample]
+    return {
+        "batch": batch,
+        **index_fragments(url, dialogues, fragments, fem_model, config, queries),
+    }
+
+
+def index_fragments(
+    url: str | None,
+    dialogues: Sequence[Dialogue],
+    fragments: Sequence[Fragment],
+    fem: str | TextEncoder,
+    config: IndexStageConfig,
+    queries: Sequence[str] = (),
+) -> dict:
+    """Embed the ``fragments`` of stored ``dialogues`` with ``fem`` (a model spec or a loaded
+    encoder) through the configured fragment text and image encoders, write them, flip serving
+    when the version is complete, and run the index checks (``queries`` sample the recall and
+    EXPLAIN checks). Dialogues without fragments are left out."""
     by_dialogue: dict[str, list] = {}
     for fragment in fragments:
         by_dialogue.setdefault(fragment.dialogue_id, []).append(fragment)
-    ids = batch_dialogue_ids(url, batch)
-    dialogues = [d for d in load_dialogues(ids, url=url) if d.id in by_dialogue]
+    dialogues = [d for d in dialogues if d.id in by_dialogue]
     rows = [row for d in dialogues for row in fragment_rows(d, by_dialogue[d.id], config.text)]
-    encoder = TextEncoder.get(fem_model)
+    encoder = TextEncoder.get(fem) if isinstance(fem, str) else fem
     stats = index_rows(rows, build_embedder(encoder, config.text), config=config.index, url=url)
     model = stats.embedding_model
     serving = flip_when_complete(url, model)
 
-    queries = [q.text for q in load_queries(dialogue_ids=ids, url=url)][: config.recall_sample]
     checks: dict[str, tuple[bool, dict]] = {
         "no_duplicates": check_no_duplicates(embedding_model=model, url=url),
         "coverage": check_coverage(embedding_model=model, url=url),
     }
     if queries:
-        vectors = encoder.encode(queries)
+        vectors = encoder.encode(list(queries[: config.recall_sample]))
         checks["hnsw_recall"] = check_hnsw_recall(vectors, embedding_model=model, url=url)
         checks["explain_uses_index"] = check_explain_uses_index(
             vectors[0], embedding_model=model, url=url
         )
     return {
-        "batch": batch,
         "embedding_model": model,
         "dialogues": len(dialogues),
         "stats": stats.as_dict(),

@@ -383,11 +383,6 @@ def categories_of_text(text: str) -> set[str]:
     return found
 
 
-def category_words(text: str, category: str) -> list[str]:
-    """The words of ``text`` that put it in ``category``."""
-    return [w for w in content_words(text) if category in categories_of_word(w)]
-
-
 @cache
 def category_stems(category: str) -> frozenset[str]:
     """Stems of a category's members and of the content words of its phrases."""

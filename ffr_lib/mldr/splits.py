@@ -20,6 +20,7 @@ from ffr_lib.data.format.swift import write_swift
 from ffr_lib.data.model import Dialogue, QueryType
 from ffr_lib.mldr.builder import BuilderConfig, Embed, build_long_dialogues
 from ffr_lib.mldr.queries import QueryConfig, generate_queries
+from ffr_lib.settings import get_settings
 
 
 class SplitConfig(BaseModel):
@@ -137,13 +138,27 @@ def check_query_mix(
     return passed, {"shares": shares, "deviations": deviations, "missing": missing}
 
 
-def write_splits(splits: dict[str, Dataset], folder: str | Path, swift: bool = True) -> dict:
-    """Write each split as a canonical folder ``<folder>/<split>/`` and, when ``swift`` is set,
-    ``<folder>/swift/<split>.jsonl``. Returns what was written."""
-    folder = Path(folder)
+def mldr_dir(folder: str | Path | None = None) -> Path:
+    """The folder the MLDR splits live in: ``folder``, else ``$FFR_HOME/data/mldr``."""
+    return Path(folder) if folder is not None else get_settings().home / "data" / "mldr"
+
+
+def split_dir(split: str, folder: str | Path | None = None) -> Path:
+    """The canonical folder of one split, ``<mldr_dir(folder)>/<split>``: the one place split
+    paths are built, for :func:`write_splits` and for every reader."""
+    return mldr_dir(folder) / split
+
+
+def write_splits(
+    splits: dict[str, Dataset], folder: str | Path | None = None, swift: bool = True
+) -> dict:
+    """Write each split as a canonical folder :func:`split_dir` and, when ``swift`` is set,
+    ``<folder>/swift/<split>.jsonl`` (``folder`` defaults to :func:`mldr_dir`). Returns what was
+    written."""
+    folder = mldr_dir(folder)
     written: dict[str, object] = {"canonical": {}, "swift": {}}
     for name, dataset in splits.items():
-        written["canonical"][name] = str(write_canonical(dataset, folder / name))  # type: ignore[index]
+        written["canonical"][name] = str(write_canonical(dataset, split_dir(name, folder)))  # type: ignore[index]
     if swift:
         (folder / "swift").mkdir(parents=True, exist_ok=True)
         for name, dataset in splits.items():

@@ -19,10 +19,11 @@ from ffr_lib.mldr.splits import (
     check_gold_in_range,
     check_no_leakage,
     check_query_mix,
+    mldr_dir,
+    split_dir,
     write_splits,
 )
 from ffr_lib.mldr.stats import dataset_stats
-from ffr_lib.settings import get_settings
 from ffr_lib.store import load_dialogues, write_dataset
 
 BATCH_KEY = "batch"
@@ -40,7 +41,7 @@ class MldrStageConfig(BaseModel):
     )
     max_sources: int | None = Field(None, ge=3, description="use at most this many sources")
     split: SplitConfig = Field(default_factory=SplitConfig)
-    out_dir: Path | None = Field(None, description="default: $FFR_HOME/data/mldr")
+    out_dir: Path | None = Field(None, description="default: mldr_dir() ($FFR_HOME/data/mldr)")
 
 
 def tag_batches(splits: dict[str, Dataset]) -> None:
@@ -63,7 +64,7 @@ def build_mldr(url: str | None, config: MldrStageConfig) -> dict:
         )
     splits = build_splits(sources, config.split)
     tag_batches(splits)
-    out_dir = config.out_dir or get_settings().home / "data" / "mldr"
+    out_dir = mldr_dir(config.out_dir)
     files = write_splits(splits, out_dir)
     for dataset in splits.values():
         write_dataset(dataset, url=url)
@@ -93,9 +94,9 @@ def build_mldr(url: str | None, config: MldrStageConfig) -> dict:
     }
 
 
-def load_split(split: str, mldr_dir: Path | None = None) -> Dataset:
-    """A split written by :func:`build_mldr` (canonical folder ``<mldr_dir>/<split>``)."""
-    folder = (mldr_dir or get_settings().home / "data" / "mldr") / split
+def load_split(split: str, folder: Path | None = None) -> Dataset:
+    """A split written by :func:`build_mldr` (canonical folder :func:`split_dir`)."""
+    folder = split_dir(split, folder)
     if not folder.exists():
         raise FileNotFoundError(f"{folder} does not exist: materialize mldr_splits first")
     return read_canonical(folder, check_images=False)

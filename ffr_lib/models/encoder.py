@@ -10,16 +10,15 @@ Speed knobs (bench/BENCHMARKS: embedding is ~98% of indexing time on 2 cores):
   quantization of the Linear layers (torch, CPU, per-channel weight scales). About 2x faster; the vectors differ slightly
   from fp32, so the version string gets ``+int8`` and an index built with it is a separate FEM
   version (never mixed with fp32 vectors). Off by default; see BENCHMARKS.md for its recall.
-- ``threads`` (or ``FFR_ENCODER_THREADS``): torch intra-op threads while encoding. Unset, bulk
-  encoding follows the machine's load (``ffr_lib.threads``): on a shared 2-core machine 1 thread
-  beat 2 (OpenMP threads spin when the cores are oversubscribed).
+- ``threads`` (or ``FFR_TORCH_THREADS``, see ``ffr_lib.settings``): torch intra-op threads while
+  encoding. Unset, bulk encoding follows the machine's load (``ffr_lib.threads``): on a shared
+  2-core machine 1 thread beat 2 (OpenMP threads spin when the cores are oversubscribed).
 - Batches are sorted by length by sentence-transformers, so padding stays small.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from ffr_lib.models.resolve import ResolvedModel, resolve_model
 from ffr_lib.progress import Progress
+from ffr_lib.settings import TORCH_THREADS
 from ffr_lib.threads import torch_threads
 
 DEFAULT_ENCODER = "minilm"
@@ -47,11 +47,6 @@ def split_spec(spec: str) -> tuple[str, str]:
     if sep and variant in QUANTIZATIONS:
         return name, variant
     return spec, "none"
-
-
-def _env_threads() -> int | None:
-    value = os.environ.get("FFR_ENCODER_THREADS", "").strip()
-    return int(value) if value else None
 
 
 def weights_fingerprint(folder: Path, length: int = 12) -> str:
@@ -95,7 +90,7 @@ class TextEncoder:
         self.name = base
         self.device = device
         self.quantize = quantize
-        self.threads = threads if threads is not None else _env_threads()
+        self.threads = threads if threads is not None else TORCH_THREADS.get()
         self.model: Any = SentenceTransformer(self.resolved.path, device=device)
         self.model.eval()
         if quantize == "int8":
@@ -146,12 +141,6 @@ class TextEncoder:
             for key in [k for k in cls._cache if k[0] == path]:
                 del cls._cache[key]
 
-    @classmethod
-    def clear_cache(cls) -> None:
-        """Forget loaded encoders (e.g. after a checkpoint folder was overwritten)."""
-        with cls._lock:
-            cls._cache.clear()
-
     @property
     def dimension(self) -> int:
         """Length of the embedding vectors."""
@@ -164,6 +153,16 @@ class TextEncoder:
     def prompts(self) -> dict[str, str]:
         """Named prompts of the model (e5: {"query": "query: ", "passage": "passage: "})."""
         return dict(getattr(self.model, "prompts", None) or {})
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (counts the tokens a text costs against ``max_seq_length``)."""
+        return self.model.tokenizer
+
+    @property
+    def max_seq_length(self) -> int:
+        """The window: tokens per text, special tokens included; the model cuts the rest."""
+        return int(self.model.max_seq_length)
 
     @property
     def model_version(self) -> str:

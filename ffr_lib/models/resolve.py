@@ -19,7 +19,6 @@ offline choices. Nothing here downloads anything itself.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +29,13 @@ from ffr_lib.models import _cache
 from ffr_lib.models.e5 import convert_e5
 from ffr_lib.models.smollm2 import convert_smollm2
 from ffr_lib.models.tiny import build_tiny_qwen2, build_tiny_qwen2_vl
-from ffr_lib.settings import get_settings
+from ffr_lib.settings import (
+    HF_HOME,
+    HF_HUB_CACHE,
+    HF_HUB_OFFLINE,
+    TRANSFORMERS_OFFLINE,
+    get_settings,
+)
 
 ModelKind = Literal["text-encoder", "causal-lm", "vision-lm", "unknown"]
 ModelSource = Literal["local", "packaged", "converted", "built", "hub-cache", "hub"]
@@ -188,18 +193,15 @@ def offline_choices() -> str:
 
 
 def _is_offline() -> bool:
-    return any(
-        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
-        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+    return bool(HF_HUB_OFFLINE.get() or TRANSFORMERS_OFFLINE.get())
 
 
 def _hub_cache_dir() -> str:
     """The Hugging Face cache as the environment says now (huggingface_hub reads it at import)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return str(Path(os.environ["HF_HOME"]) / "hub")
+    if HF_HUB_CACHE.is_set():
+        return HF_HUB_CACHE.get()
+    if HF_HOME.is_set():
+        return str(Path(HF_HOME.get()) / "hub")
     from huggingface_hub import constants
 
     return constants.HF_HUB_CACHE

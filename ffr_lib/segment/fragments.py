@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from ffr_lib.data.model import Dialogue
+from ffr_lib.data.model import Dialogue, UtteranceSpan
 
 
-class Fragment(BaseModel):
+class Fragment(UtteranceSpan, BaseModel):
     """A minimal semantic fragment. ``id`` is stable: it hashes the dialogue id, the utterance
     span and the rendered content, so re-cutting unchanged content gives the same ids."""
 
@@ -19,15 +19,6 @@ class Fragment(BaseModel):
     utterance_ids: list[int] = Field(min_length=1)
     image_ids: list[int] = Field(default_factory=list)
     text: str = Field(description="speaker-prefixed lines with image caption/OCR inline")
-
-    @property
-    def start(self) -> int:
-        return self.utterance_ids[0]
-
-    @property
-    def end(self) -> int:
-        """One past the last utterance id."""
-        return self.utterance_ids[-1] + 1
 
 
 def render_span(dialogue: Dialogue, start: int, end: int) -> str:

@@ -72,6 +72,19 @@ def read_fragments(path: Path) -> list[Fragment]:
         return [Fragment.model_validate_json(line) for line in lines if line.strip()]
 
 
+def batch_fragments(batch: str) -> dict[str, list[Fragment]]:
+    """The fragments this stage wrote for ``batch`` (what the index serves), per dialogue id."""
+    path = fragments_path(batch)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: materialize the fragments asset for partition {batch!r} first"
+        )
+    by_dialogue: dict[str, list[Fragment]] = {}
+    for fragment in read_fragments(path):
+        by_dialogue.setdefault(fragment.dialogue_id, []).append(fragment)
+    return by_dialogue
+
+
 def make_segmenter(config: FragmentStageConfig):
     if config.segmenter == "windows":
         return FixedWindowSegmenter(config.windows)

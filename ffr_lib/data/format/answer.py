@@ -129,14 +129,18 @@ def _result(utt: list[int], img: list[int]) -> ParsedAnswer:
     return ParsedAnswer(sorted(set(utt)), sorted(set(img)), well_formed=unique, syntax_ok=True)
 
 
+def _fullmatch(text: object, pattern: re.Pattern[str]) -> re.Match[str] | None:
+    """``pattern`` over the whole completion less its think block (the module policy); None
+    for a non-string, a bad think block or no match."""
+    if not isinstance(text, str):
+        return None
+    body = strip_think(text)
+    return pattern.fullmatch(body) if body is not None else None
+
+
 def parse_answer(text: object) -> ParsedAnswer:
     """Parse a completion in the reference format. Never raises (see the module policy)."""
-    if not isinstance(text, str):
-        return MALFORMED
-    body = strip_think(text)
-    if body is None:
-        return MALFORMED
-    match = _REFERENCE_RE.fullmatch(body)
+    match = _fullmatch(text, _REFERENCE_RE)
     if not match:
         return MALFORMED
     return _result(_ids(match.group(1)), _ids(match.group(2)))
@@ -185,12 +189,7 @@ _MAX_COMPACT_IDS = 100_000
 def parse_compact(text: object) -> ParsedAnswer:
     """Parse a completion in the compact form, same policy as :func:`parse_answer`.
     Overlapping ranges (``1-3, 2``) count as duplicates."""
-    if not isinstance(text, str):
-        return MALFORMED
-    body = strip_think(text)
-    if body is None:
-        return MALFORMED
-    match = _COMPACT_RE.fullmatch(body)
+    match = _fullmatch(text, _COMPACT_RE)
     if not match:
         return MALFORMED
     total = 0

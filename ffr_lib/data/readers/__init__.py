@@ -46,13 +46,19 @@ _READERS: dict[str, tuple[str, str, str]] = {
         "ffr_lib.data.readers.locomo",
         "read_locomo",
     ),
+    "qmsum": (
+        "QMSum meeting JSON files: a file, a split folder or the root (default "
+        "Settings.qmsum_dir, train and val)",
+        "ffr_lib.data.readers.qmsum",
+        "read_qmsum",
+    ),
 }
 
 #: format name -> description (what `ffr ingest --format` offers)
 FORMATS: dict[str, str] = {name: spec[0] for name, spec in _READERS.items()}
 
 # Formats whose path may be omitted ("-"): they have a built-in default source.
-DEFAULT_SOURCE_FORMATS = frozenset({"chitchat", "photochat"})
+DEFAULT_SOURCE_FORMATS = frozenset({"chitchat", "photochat", "qmsum"})
 
 
 def get_reader(fmt: str) -> Callable[..., Dataset]:

@@ -252,19 +252,35 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def check_first(
+    seen: dict[str, str],
+    key: str,
+    here: str,
+    what: str,
+    *,
+    file: str | Path | None,
+    record: Any,
+    field: str | None,
+) -> None:
+    """Note that the ``what`` (e.g. "dialogue id") ``key`` stands ``here`` (e.g. "on line 3");
+    InputError at ``file``/``record``/``field``, naming where it stood first, when ``seen``
+    already has it."""
+    if key in seen:
+        raise InputError(
+            f"duplicate {what} {key!r} (first {seen[key]})", file=file, record=record, field=field
+        )
+    seen[key] = here
+
+
 def check_dataset(dataset: Dataset, *, file: str | Path) -> None:
     """Dataset-wide rules every reader enforces: unique dialogue and query ids, no empty
     dialogue, every query's dialogue exists and its gold ids are inside it."""
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}
     for position, dialogue in enumerate(dataset.dialogues):
-        if dialogue.id in seen:
-            raise InputError(
-                f"duplicate dialogue id {dialogue.id!r} (first seen as dialogue #{seen[dialogue.id]})",
-                file=file,
-                record=dialogue.id,
-                field="id",
-            )
-        seen[dialogue.id] = position
+        here = f"as dialogue #{position}"
+        check_first(
+            seen, dialogue.id, here, "dialogue id", file=file, record=dialogue.id, field="id"
+        )
         if not dialogue.utterances:
             raise InputError(
                 "dialogue has no utterances", file=file, record=dialogue.id, field="utterances"
@@ -279,13 +295,10 @@ def check_dataset(dataset: Dataset, *, file: str | Path) -> None:
                     field=f"utterances[{utterance.index}].text",
                 )
     by_id = dataset.dialogue_by_id()
-    query_ids: set[str] = set()
-    for query in dataset.queries:
-        if query.id in query_ids:
-            raise InputError(
-                f"duplicate query id {query.id!r}", file=file, record=query.id, field="id"
-            )
-        query_ids.add(query.id)
+    query_ids: dict[str, str] = {}
+    for position, query in enumerate(dataset.queries):
+        here = f"as query #{position}"
+        check_first(query_ids, query.id, here, "query id", file=file, record=query.id, field="id")
         if query.dialogue_id is None:
             continue
         dialogue = by_id.get(query.dialogue_id)

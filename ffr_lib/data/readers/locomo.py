@@ -30,7 +30,7 @@ from pathlib import Path
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
 from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
-from ffr_lib.data.readers._common import Where, check_dataset, load_json
+from ffr_lib.data.readers._common import Where, check_dataset, check_first, load_json
 
 SOURCE = "locomo"
 ADVERSARIAL_CATEGORY = 5
@@ -235,20 +235,15 @@ def read_locomo_with_warnings(
     dialogues: list[Dialogue] = []
     queries: list[Query] = []
     warnings: list[str] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}
     for index, obj in enumerate(data):
         if limit is not None and len(dialogues) >= limit:
             break
         dialogue, sample_queries, sample_warnings = _read_sample(obj, Where(file, index))
-        if dialogue.id in seen:
-            raise InputError(
-                f"duplicate sample_id {dialogue.metadata['sample_id']!r} (also sample "
-                f"#{seen[dialogue.id]})",
-                file=file,
-                record=index,
-                field="sample_id",
-            )
-        seen[dialogue.id] = index
+        here = f"as sample #{index}"
+        check_first(
+            seen, dialogue.id, here, "dialogue id", file=file, record=index, field="sample_id"
+        )
         dialogues.append(dialogue)
         queries.extend(sample_queries)
         warnings.extend(sample_warnings)

@@ -19,6 +19,7 @@ from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
 from ffr_lib.data.format.swift import content_key, from_msswift
 from ffr_lib.data.model import Dialogue, Query
+from ffr_lib.data.readers._common import check_first
 
 
 def _records(path: Path) -> list[tuple[int, Any]]:
@@ -56,7 +57,7 @@ def read_msswift(path: Path, limit: int | None = None) -> Dataset:
     queries: list[Query] = []
     # dialogue_id -> {content key -> id used in the dataset}
     known: dict[str, dict[str, str]] = {}
-    seen_query_ids: set[str] = set()
+    seen_query_ids: dict[str, str] = {}
     for record, sample in _records(path):
         if limit is not None and len(dialogues) >= limit:
             raw_id = sample.get("dialogue_id") if isinstance(sample, dict) else None
@@ -69,15 +70,14 @@ def read_msswift(path: Path, limit: int | None = None) -> Dataset:
                 if isinstance(given, (str, int)) and str(given).strip():
                     query_id, id_field = str(given).strip(), name
                     break
-        if query_id in seen_query_ids:
-            raise InputError(
-                f"duplicate query id {query_id!r}", file=path, record=record, field=id_field
-            )
+        here = f"at record {record}"
+        check_first(
+            seen_query_ids, query_id, here, "query id", file=path, record=record, field=id_field
+        )
         try:
             dialogue, query = from_msswift(sample, query_id)
         except InputError as exc:
             raise InputError(exc.reason, file=path, record=record, field=exc.field) from exc
-        seen_query_ids.add(query_id)
         key = content_key(dialogue)
         variants = known.setdefault(dialogue.id, {})
         if key in variants:

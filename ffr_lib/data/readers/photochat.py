@@ -27,7 +27,7 @@ from pathlib import Path
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
 from ffr_lib.data.model import Dialogue, Image, Utterance
-from ffr_lib.data.readers._common import Where, check_dataset, load_json
+from ffr_lib.data.readers._common import Where, check_dataset, check_first, load_json
 from ffr_lib.settings import get_settings
 
 SOURCE = "photochat"
@@ -116,7 +116,7 @@ def read_photochat(path: str | Path | None = None, limit: int | None = None) -> 
         path = get_settings().photochat_dir
     root = Path(path)
     dialogues: list[Dialogue] = []
-    seen: dict[str, Path] = {}
+    seen: dict[str, str] = {}
     for file in photochat_files(root):
         data = load_json(file)
         if not isinstance(data, list):
@@ -127,14 +127,10 @@ def read_photochat(path: str | Path | None = None, limit: int | None = None) -> 
             if limit is not None and len(dialogues) >= limit:
                 break
             dialogue = _read_one(obj, Where(file, index), file)
-            if dialogue.id in seen:
-                raise InputError(
-                    f"duplicate dialogue id {dialogue.id!r} (also in {seen[dialogue.id]})",
-                    file=file,
-                    record=index,
-                    field="dialogue_id",
-                )
-            seen[dialogue.id] = file
+            here = f"in {file}"
+            check_first(
+                seen, dialogue.id, here, "dialogue id", file=file, record=index, field="dialogue_id"
+            )
             dialogues.append(dialogue)
         if limit is not None and len(dialogues) >= limit:
             break

@@ -29,7 +29,13 @@ from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.errors import InputError
 from ffr_lib.data.images import inspect_image
 from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
-from ffr_lib.data.readers._common import Where, check_dataset, iter_jsonl, load_json
+from ffr_lib.data.readers._common import (
+    Where,
+    check_dataset,
+    check_first,
+    iter_jsonl,
+    load_json,
+)
 
 SOURCE = "wechat-raw"
 ID_PREFIX = "wechat"
@@ -171,22 +177,22 @@ def read_wechat_raw(path: str | Path, limit: int | None = None) -> Dataset:
     root = Path(path)
     dialogues: list[Dialogue] = []
     queries: list[Query] = []
-    seen: dict[str, tuple[Path, int]] = {}
+    seen: dict[str, str] = {}
     for file in _files(root):
         for record, obj in _records(file):
             if limit is not None and len(dialogues) >= limit:
                 break
             dialogue, dialogue_queries = _read_one(obj, Where(file, record), file)
-            if dialogue.id in seen:
-                first_file, first_record = seen[dialogue.id]
-                raise InputError(
-                    f"duplicate dialogue id {dialogue.id!r} (first in {first_file}, "
-                    f"record {first_record})",
-                    file=file,
-                    record=record,
-                    field="dialogue_id",
-                )
-            seen[dialogue.id] = (file, record)
+            here = f"in {file}, record {record}"
+            check_first(
+                seen,
+                dialogue.id,
+                here,
+                "dialogue id",
+                file=file,
+                record=record,
+                field="dialogue_id",
+            )
             dialogues.append(dialogue)
             queries.extend(dialogue_queries)
     dataset = Dataset(dialogues=dialogues, queries=queries)

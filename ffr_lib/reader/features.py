@@ -1,0 +1,124 @@
+"""What the fine-stage reader knows of each utterance for a query: cheap, model-agnostic signals
+of the utterance and of its neighbours.
+
+Per utterance, two base signals, each z-scored within the dialogue (so one scale fits a 20-turn
+chat and a 600-turn meeting): BM25 over the rendered utterance ("speaker: text [image: caption |
+ocr]", so an image is matched through its caption and OCR text) and the cosine of the dense
+encoder (the FEM). Around each utterance, their max and mean over windows of +-2, +-5 and +-12
+turns: relevant utterances come in runs, and a short reply ("yes, that one") is relevant through
+its neighbours. Then local shape: the length of the turn, its position, whether its speaker is
+named in the query, whether it sent an image, and how many query words the image's caption/OCR
+text shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ffr_lib.data.model import Dialogue
+from ffr_lib.mldr.difficulty import bm25_scores
+from ffr_lib.mldr.text import content_stems, tokens, utterance_render
+
+WINDOWS: tuple[int, ...] = (2, 5, 12)
+BASE_SIGNALS: tuple[str, ...] = ("bm25", "dense")
+
+
+def feature_names() -> list[str]:
+    names = ["bm25_z", "dense_z", "dense_cos"]
+    for signal in BASE_SIGNALS:
+        for w in WINDOWS:
+            names += [f"{signal}_max{w}", f"{signal}_mean{w}"]
+    names += [
+        "log_tokens",
+        "position",
+        "log_turns",
+        "speaker_named",
+        "has_image",
+        "image_overlap",
+        "bm25_is_zero",
+    ]
+    return names
+
+
+FEATURES: tuple[str, ...] = tuple(feature_names())
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    std = float(values.std())
+    if std < 1e-9:
+        return np.zeros_like(values)
+    return (values - float(values.mean())) / std
+
+
+def _window(values: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Max and mean of ``values`` over [i - radius, i + radius] for every i (clipped at ends)."""
+    n = len(values)
+    padded_max = np.full(n + 2 * radius, -np.inf)
+    padded_max[radius : radius + n] = values
+    stacked = np.lib.stride_tricks.sliding_window_view(padded_max, 2 * radius + 1)
+    maxima = stacked.max(axis=1)
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    lo = np.clip(np.arange(n) - radius, 0, n)
+    hi = np.clip(np.arange(n) + radius + 1, 0, n)
+    means = (sums[hi] - sums[lo]) / (hi - lo)
+    return maxima, means
+
+
+def utterance_texts(dialogue: Dialogue) -> list[str]:
+    """What the dense encoder reads of each utterance (the same rendering BM25 reads)."""
+    return [utterance_render(dialogue, i) for i in range(len(dialogue.utterances))]
+
+
+def dialogue_features(
+    query: str,
+    dialogue: Dialogue,
+    utterance_vectors: np.ndarray,
+    query_vector: np.ndarray,
+    bm25: np.ndarray | None = None,
+) -> np.ndarray:
+    """[n utterances, len(FEATURES)] features of ``dialogue`` for ``query``. ``utterance_vectors``
+    are the unit vectors of :func:`utterance_texts`; ``bm25`` may pass precomputed scores."""
+    n = len(dialogue.utterances)
+    if n == 0:
+        return np.zeros((0, len(FEATURES)), np.float32)
+    bm25 = bm25_scores(query, dialogue) if bm25 is None else np.asarray(bm25, float)
+    cosine = np.asarray(utterance_vectors, float) @ np.asarray(query_vector, float)
+    base = {"bm25": _z(bm25), "dense": _z(cosine)}
+    columns: list[np.ndarray] = [base["bm25"], base["dense"], cosine]
+    for signal in BASE_SIGNALS:
+        for w in WINDOWS:
+            columns += list(_window(base[signal], w))
+    query_words = {t.lower() for t in tokens(query)}
+    query_stems = content_stems(query)
+    lengths, named, has_image, overlap = (np.zeros(n) for _ in range(4))
+    for i, utterance in enumerate(dialogue.utterances):
+        lengths[i] = np.log1p(len(tokens(utterance.text)))
+        named[i] = float(utterance.speaker.lower() in query_words)
+        images = dialogue.images_of(i)
+        has_image[i] = float(bool(images))
+        if images and query_stems:
+            caption_stems: set[str] = set()
+            for image in images:
+                caption_stems |= content_stems(image.content_text())
+            overlap[i] = len(caption_stems & query_stems) / len(query_stems)
+    columns += [
+        lengths,
+        np.arange(n) / max(n - 1, 1),
+        np.full(n, np.log1p(n)),
+        named,
+        has_image,
+        overlap,
+        (bm25 <= 0).astype(float),
+    ]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def gold_mask(n: int, gold: Sequence[int]) -> np.ndarray:
+    """1.0 where the utterance is gold."""
+    mask = np.zeros(n, np.float32)
+    for i in gold:
+        if 0 <= i < n:
+            mask[i] = 1.0
+    return mask

@@ -1,0 +1,197 @@
+"""The `reader_checkpoint` stage: train the fine-stage reader on MLDR train and QMSum train (when
+the folder is present), score it on the val splits beside the best untrained baseline decoded the
+same way, log the run to MLflow and register it; it becomes `champion` (the reader FFRS serves)
+only when it beats the current champion on every val set they share.
+
+Checkpoints live in ``$FFR_HOME/reader/<run>/reader.json``; ``champion.json`` beside them
+names the one that serves, with the figures it won with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from ffr_lib.data.dataset import Dataset
+from ffr_lib.data.gold import answerable
+from ffr_lib.data.model import QueryType
+from ffr_lib.data.readers.qmsum import read_qmsum
+from ffr_lib.mldr.stage import load_split
+from ffr_lib.models.encoder import TextEncoder
+from ffr_lib.reader.decode import micro_f1
+from ffr_lib.reader.model import ReaderWeights
+from ffr_lib.reader.reader import Reader
+from ffr_lib.reader.train import ReaderTrainConfig, train_reader
+from ffr_lib.settings import get_settings
+from ffr_lib.tracking import register_model_version, start_run
+
+log = logging.getLogger(__name__)
+
+
+class ReaderStageConfig(BaseModel):
+    train: ReaderTrainConfig = Field(default_factory=ReaderTrainConfig)
+    use_qmsum: bool = Field(True, description="train and judge on QMSum too when it is present")
+    val_queries: int | None = Field(
+        None, ge=1, description="val queries per set to judge on (spread; None = all)"
+    )
+    mlflow: bool = True
+
+
+def reader_dir() -> Path:
+    """Trained reader checkpoints (local state, like the F2RVLM adapters)."""
+    return get_settings().home / "reader"
+
+
+def champion_path() -> Path | None:
+    """The checkpoint file of the serving reader, or None before the first promotion."""
+    pointer = reader_dir() / "champion.json"
+    if not pointer.is_file():
+        return None
+    path = Path(json.loads(pointer.read_text(encoding="utf-8"))["path"])
+    return path if path.is_file() else None
+
+
+def _spread(dataset: Dataset, limit: int | None) -> Dataset:
+    queries = dataset.queries
+    if limit and len(queries) > limit:
+        step = len(queries) / limit
+        queries = [queries[int(i * step)] for i in range(limit)]
+    return Dataset(dialogues=dataset.dialogues, queries=queries)
+
+
+def reader_f1(reader: Reader, dataset: Dataset) -> dict[str, float]:
+    """Micro and macro F1 over utterances of ``reader`` on every query of ``dataset`` (negative
+    queries: empty gold), and its answer rates."""
+    by_id = dataset.dialogue_by_id()
+    gold_of = {q.id: gold for q, _d, gold in answerable(dataset)}
+    pairs, per_query = [], []
+    negatives = abstained = 0
+    for query in dataset.queries:
+        gold = sorted(gold_of.get(query.id, set())) if query.type != QueryType.NEGATIVE else []
+        answer = reader.read(query.text, by_id[query.dialogue_id]).utterance_ids
+        pairs.append((answer, gold))
+        if gold:
+            per_query.append(micro_f1([(answer, gold)]))
+        else:
+            negatives += 1
+            abstained += not answer
+    return {
+        "micro_f1": round(micro_f1(pairs), 4),
+        "macro_f1": round(float(np.mean(per_query)) if per_query else 0.0, 4),
+        "queries": len(pairs),
+        "abstain_rate": round(abstained / negatives, 4) if negatives else float("nan"),
+    }
+
+
+def training_sources(config: ReaderStageConfig) -> tuple[dict[str, Dataset], dict[str, str]]:
+    """name -> training dataset, and name -> why a source was left out."""
+    sources: dict[str, Dataset] = {}
+    skipped: dict[str, str] = {}
+    try:
+        sources["mldr"] = load_split("train")
+    except FileNotFoundError as exc:
+        skipped["mldr"] = str(exc)
+    qmsum_train = get_settings().qmsum_dir / "train"
+    if not config.use_qmsum:
+        skipped["qmsum"] = "use_qmsum is off"
+    elif qmsum_train.is_dir():
+        sources["qmsum"] = read_qmsum(qmsum_train)
+    else:
+        skipped["qmsum"] = f"no QMSum train folder at {qmsum_train} (FFR_QMSUM_DIR)"
+    return sources, skipped
+
+
+def val_sets(config: ReaderStageConfig) -> dict[str, Dataset]:
+    sets: dict[str, Dataset] = {}
+    try:
+        sets["mldr-val"] = _spread(load_split("val"), config.val_queries)
+    except FileNotFoundError as exc:
+        log.info("no MLDR val to judge the reader on: %s", exc)
+    qmsum_val = get_settings().qmsum_dir / "val"
+    if config.use_qmsum and qmsum_val.is_dir():
+        sets["qmsum-val"] = _spread(read_qmsum(qmsum_val), config.val_queries)
+    return sets
+
+
+def run_reader(config: ReaderStageConfig | None = None) -> dict[str, Any]:
+    """Train, judge on val against the current champion, save, log and (maybe) promote."""
+    config = config or ReaderStageConfig()
+    sources, skipped = training_sources(config)
+    if not sources:
+        raise FileNotFoundError(f"no training data for the reader: {skipped}")
+    encoder = TextEncoder.get(config.train.encoder)
+    started = time.perf_counter()
+    weights = train_reader(sources, config.train, encoder=encoder)
+    trained = Reader(weights, encoder)
+    sets = val_sets(config)
+    scores = {name: reader_f1(trained, data) for name, data in sets.items()}
+    champion_file = champion_path()
+    champion_scores: dict[str, dict[str, float]] = {}
+    if champion_file is not None:
+        champion = Reader(ReaderWeights.load(champion_file), encoder)
+        champion_scores = {name: reader_f1(champion, data) for name, data in sets.items()}
+    wins = {
+        name: scores[name]["micro_f1"] > champion_scores[name]["micro_f1"]
+        for name in champion_scores
+    }
+    promote = bool(scores) and all(wins.values())
+    reasons = (
+        ["no champion yet"]
+        if champion_file is None
+        else [
+            f"{name}: {scores[name]['micro_f1']:.3f} vs champion "
+            f"{champion_scores[name]['micro_f1']:.3f}"
+            for name in champion_scores
+        ]
+    )
+    run = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    weights.metrics = {**weights.metrics, "val": scores}
+    path = weights.save(reader_dir() / run / "reader.json")
+    if promote:
+        pointer = reader_dir() / "champion.json"
+        pointer.write_text(
+            json.dumps({"path": str(path), "val": scores, "promoted_at": run}, indent=1),
+            encoding="utf-8",
+        )
+    summary: dict[str, Any] = {
+        "path": str(path),
+        "sources": {name: len(d.queries) for name, d in sources.items()},
+        "skipped_sources": skipped,
+        "train": weights.metrics,
+        "decode": weights.decode.model_dump(),
+        "val": scores,
+        "champion_val": champion_scores,
+        "promoted": promote,
+        "reasons": reasons,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if config.mlflow:
+        summary.update(_log(path, config, summary))
+    return summary
+
+
+def _log(path: Path, config: ReaderStageConfig, summary: dict[str, Any]) -> dict[str, Any]:
+    import mlflow
+
+    alias = "champion" if summary["promoted"] else "challenger"
+    with start_run("reader", run_name="reader-train", params=config.train.model_dump()) as run:
+        metrics = {
+            f"{name}.{key}": float(value)
+            for name, values in summary["val"].items()
+            for key, value in values.items()
+            if isinstance(value, int | float) and np.isfinite(value)
+        }
+        metrics["promoted"] = float(summary["promoted"])
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags({"promotion": alias, "decision": " | ".join(summary["reasons"])[:5000]})
+        mlflow.log_artifact(str(path), artifact_path="reader")
+        run_id = run.info.run_id
+    version = register_model_version(run_id, "reader", "ffr-reader", alias=alias)
+    return {"mlflow_run_id": run_id, "model_version": version, "alias": alias}

@@ -1,0 +1,187 @@
+"""The fine-stage reader: decoding into runs and abstention, the logistic fit, features with
+their neighbours, a checkpoint round trip, and training + reading end to end with the real
+offline MiniLM on a small synthetic dataset whose answers sit in known runs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ffr_lib.data.dataset import Dataset
+from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
+from ffr_lib.models.encoder import TextEncoder
+from ffr_lib.reader.decode import DecodeConfig, best_run, decode, micro_f1, tune_decoding
+from ffr_lib.reader.features import FEATURES, dialogue_features, utterance_texts
+from ffr_lib.reader.model import ReaderWeights, fit_logistic
+from ffr_lib.reader.reader import Reader, runs_of
+from ffr_lib.reader.train import ReaderTrainConfig, train_reader
+
+
+def test_best_run_bridges_a_short_dip_and_never_takes_losses() -> None:
+    assert best_run(np.array([-1.0, 2.0, -0.5, 2.0, -3.0])) == (1, 4, 3.5)
+    assert best_run(np.array([-1.0, -2.0])) == (0, 0, 0.0)
+
+
+def test_decode_takes_several_runs_and_abstains() -> None:
+    p = np.array([0.1, 0.9, 0.8, 0.1, 0.1, 0.1, 0.7, 0.9, 0.1])
+    assert decode(p, DecodeConfig(tau=0.5, max_runs=1)) == [1, 2]
+    assert decode(p, DecodeConfig(tau=0.5, max_runs=3)) == [1, 2, 6, 7]
+    # The second run must be worth a share of the first.
+    assert decode(p, DecodeConfig(tau=0.5, max_runs=3, extra_run_gain=0.9)) == [1, 2]
+    assert decode(p, DecodeConfig(tau=0.5, abstain=0.95)) == []
+    # Nothing beats tau but no abstention: the single most likely utterance.
+    assert decode(np.array([0.2, 0.3, 0.1]), DecodeConfig(tau=0.5)) == [1]
+
+
+def test_micro_f1_counts_answers_to_negatives_as_false_positives() -> None:
+    assert micro_f1([([1, 2], [1, 2])]) == 1.0
+    assert micro_f1([([1, 2], [1, 2]), ([5], [])]) == pytest.approx(0.8)
+    assert micro_f1([([], [])]) == 0.0
+
+
+def test_tuning_finds_the_threshold_and_abstention_that_fit() -> None:
+    rng = np.random.default_rng(0)
+    probs, golds = [], []
+    for i in range(30):
+        p = rng.uniform(0.0, 0.3, 40)
+        if i % 3:  # positive: a run of 6 at 0.6-0.9
+            p[10:16] = rng.uniform(0.6, 0.9, 6)
+            golds.append(list(range(10, 16)))
+        else:
+            golds.append([])
+        probs.append(p)
+    config, f1 = tune_decoding([(probs, golds)])
+    assert f1 == pytest.approx(1.0)
+    assert 0.3 <= config.tau <= 0.6 and 0.3 <= config.abstain <= 0.6
+
+
+def test_logistic_fit_separates_a_learnable_signal() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2000, 3))
+    y = (x[:, 0] - 0.5 * x[:, 1] + rng.normal(scale=0.3, size=2000) > 0).astype(float)
+    mean, scale, coef, intercept = fit_logistic(x, y, l2=0.1)
+    assert coef[0] > 1.0 and coef[1] < -0.5 and abs(coef[2]) < 0.3
+    z = (x - mean) / scale
+    accuracy = (((z @ coef + intercept) > 0) == (y > 0.5)).mean()
+    assert accuracy > 0.9
+
+
+def test_window_features_see_the_neighbours() -> None:
+    utterances = [Utterance(index=i, speaker="a", text=f"filler {i}") for i in range(9)]
+    dialogue = Dialogue(id="d", source="t", speakers=["a"], utterances=utterances)
+    vectors = np.zeros((9, 2))
+    vectors[4] = [1.0, 0.0]
+    features = dialogue_features("lake", dialogue, vectors, np.array([1.0, 0.0]))
+    assert features.shape == (9, len(FEATURES))
+    dense_max2 = features[:, FEATURES.index("dense_max2")]
+    dense_z = features[:, FEATURES.index("dense_z")]
+    # Only utterance 4 is similar; within 2 turns of it, the window maximum sees it.
+    assert dense_z.argmax() == 4
+    assert np.allclose(dense_max2[2:7], dense_z[4]) and dense_max2[0] < dense_z[4]
+
+
+def test_images_count_through_their_caption() -> None:
+    utterances = [Utterance(index=i, speaker="a", text="look") for i in range(3)]
+    images = [Image(index=0, utterance_index=1, caption="a red kayak on the lake")]
+    dialogue = Dialogue(id="d", source="t", speakers=["a"], utterances=utterances, images=images)
+    assert "kayak" in utterance_texts(dialogue)[1]
+    features = dialogue_features("the kayak photo", dialogue, np.zeros((3, 2)), np.zeros(2))
+    overlap = features[:, FEATURES.index("image_overlap")]
+    assert overlap[1] > 0 and overlap[0] == overlap[2] == 0
+
+
+TOPICS = {
+    "lake": ["we paddled the kayak across the lake", "the water of the lake was cold"],
+    "concert": ["the band played our favourite song", "the concert tickets were expensive"],
+    "dinner": ["we cooked pasta for dinner", "the sauce needed more garlic"],
+    "train": ["the train to the coast was late", "we missed our connection at the station"],
+}
+FILLER = ["ok", "sure", "haha yes", "what do you mean", "right", "cool", "I see", "fine by me"]
+
+
+def _dataset(n: int, seed: int) -> Dataset:
+    """Dialogues of filler with one topic run each (3-5 turns); one query per dialogue about it,
+    and a negative query about a topic the dialogue does not have."""
+    rng = random.Random(seed)
+    dialogues, queries = [], []
+    for d in range(n):
+        topic = rng.choice(sorted(TOPICS))
+        start, length = rng.randint(3, 20), rng.randint(3, 5)
+        texts = [rng.choice(FILLER) for _ in range(30)]
+        for i in range(start, start + length):
+            texts[i] = rng.choice(TOPICS[topic]) + f" ({i})"
+        dialogue_id = f"r{seed}-{d}"
+        dialogues.append(
+            Dialogue(
+                id=dialogue_id,
+                source="t",
+                speakers=["a", "b"],
+                utterances=[
+                    Utterance(index=i, speaker="ab"[i % 2], text=t) for i, t in enumerate(texts)
+                ],
+            )
+        )
+        queries.append(
+            Query(
+                id=f"{dialogue_id}-q",
+                dialogue_id=dialogue_id,
+                text=f"when did we talk about the {topic}?",
+                type=QueryType.UTTERANCE_ONLY,
+                gold_utterance_ids=list(range(start, start + length)),
+            )
+        )
+        other = next(t for t in sorted(TOPICS) if t != topic)
+        queries.append(
+            Query(
+                id=f"{dialogue_id}-n",
+                dialogue_id=dialogue_id,
+                text=f"when did we talk about the {other}?",
+                type=QueryType.NEGATIVE,
+            )
+        )
+    return Dataset(dialogues=dialogues, queries=queries)
+
+
+@pytest.mark.slow
+def test_trained_reader_finds_the_runs_and_abstains(tmp_path: Path) -> None:
+    encoder = TextEncoder.get("minilm")
+    weights = train_reader(
+        {"toy": _dataset(60, seed=1)}, ReaderTrainConfig(holdout_share=0.3), encoder=encoder
+    )
+    assert weights.metrics["toy/held_micro_f1"] > 0.6
+    path = weights.save(tmp_path / "reader.json")
+    reader = Reader.load(tmp_path, encoder=encoder)
+    assert ReaderWeights.load(path) == weights
+    unseen = _dataset(20, seed=2)
+    by_id = unseen.dialogue_by_id()
+    pairs = [
+        (reader.read(q.text, by_id[q.dialogue_id]).utterance_ids, q.gold_utterance_ids)
+        for q in unseen.queries
+    ]
+    assert micro_f1(pairs) > 0.6
+    abstained_negative = sum(not p for p, g in pairs if not g)
+    answered_positive = sum(bool(p) for p, g in pairs if g)
+    # It abstains where the chat has no answer far more often than where it has one.
+    assert answered_positive >= 18 and abstained_negative >= 6, (
+        answered_positive,
+        abstained_negative,
+    )
+    answer = reader.read(unseen.queries[0].text, by_id[unseen.queries[0].dialogue_id])
+    assert answer.runs and answer.runs[0].score == max(r.score for r in answer.runs)
+
+
+def test_runs_are_maximal_and_best_first() -> None:
+    runs = runs_of([2, 3, 4, 9, 10], np.array([0, 0, 0.5, 0.5, 0.5, 0, 0, 0, 0, 0.9, 0.9]))
+    assert [(r.start, r.end) for r in runs] == [(9, 10), (2, 4)]
+
+
+def test_a_checkpoint_from_other_features_is_refused(tmp_path: Path) -> None:
+    weights = ReaderWeights(features=["x"], mean=[0.0], scale=[1.0], coef=[1.0], intercept=0.0)
+    with pytest.raises(ValueError, match="features"):
+        weights.probabilities(np.zeros((1, len(FEATURES))))
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="not a reader checkpoint"):
+        ReaderWeights.load(tmp_path / "bad.json")
