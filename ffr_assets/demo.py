@@ -70,6 +70,9 @@ def run_config(args: argparse.Namespace) -> dict:
         "mldr_splits": {"config": {"max_sources": args.sources}},
         # Sized for the demo (DEMO_FEM_PAIRS above).
         "fem_checkpoint": {"config": {"max_pairs": DEMO_FEM_PAIRS}},
+        # Every turn of a training meeting is embedded: 40 QMSum meetings (of 162) and 150 val
+        # queries per set keep the reader's step to a few CPU minutes.
+        "reader_checkpoint": {"config": {"max_dialogues": 40, "val_queries": 150}},
         "f2rvlm_sft": f2rvlm,
         "f2rvlm_curriculum": f2rvlm,
         "f2rvlm_grpo": f2rvlm,

@@ -28,6 +28,7 @@ class ReaderConfig(Config):
     encoder: str = from_library(ReaderTrainConfig, "encoder")
     l2: float = from_library(ReaderTrainConfig, "l2")
     max_queries: int | None = from_library(ReaderTrainConfig, "max_queries")
+    max_dialogues: int | None = from_library(ReaderTrainConfig, "max_dialogues")
     use_qmsum: bool = from_library(ReaderStageConfig, "use_qmsum")
     val_queries: int | None = from_library(ReaderStageConfig, "val_queries")
 
@@ -57,7 +58,10 @@ def reader_checkpoint(context: AssetExecutionContext, config: ReaderConfig, mlfl
     summary = run_reader(
         ReaderStageConfig(
             train=ReaderTrainConfig(
-                encoder=config.encoder, l2=config.l2, max_queries=config.max_queries
+                encoder=config.encoder,
+                l2=config.l2,
+                max_queries=config.max_queries,
+                max_dialogues=config.max_dialogues,
             ),
             use_qmsum=config.use_qmsum,
             val_queries=config.val_queries,

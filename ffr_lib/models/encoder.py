@@ -240,7 +240,9 @@ class TextEncoder:
                 chunk,
                 batch_size=batch_size,
                 normalize_embeddings=normalize,
-                show_progress_bar=show_progress,
+                # FFR's own progress lines (below) report bulk work; a second, per-chunk bar
+                # from sentence-transformers would only interleave with them.
+                show_progress_bar=False,
                 convert_to_numpy=True,
                 **kwargs,
             )

@@ -1,0 +1,101 @@
+"""The trained reader where users meet it: the `reader_checkpoint` stage (train, judge, promote),
+FFRS serving it as the fine stage (`ffr query`, the `ffrs` and `reader` evaluation systems), on
+a real Postgres and the real offline MiniLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_reader import _dataset
+from typer.testing import CliRunner
+
+from ffr_lib.cli import app
+from ffr_lib.data.canonical import write_canonical
+from ffr_lib.ffrs import open_ffrs
+from ffr_lib.index.stage import IndexStageConfig, index_fragments
+from ffr_lib.mldr.splits import split_dir
+from ffr_lib.reader.stage import ReaderStageConfig, champion_path, run_reader
+from ffr_lib.reader.train import ReaderTrainConfig
+from ffr_lib.segment.stage import FragmentStageConfig, cut_dialogues
+from ffr_lib.store import write_dataset
+
+pytestmark = [pytest.mark.db, pytest.mark.slow]
+
+
+@pytest.fixture
+def trained(ffr_home: Path) -> dict:
+    """MLDR-shaped toy splits under the test's FFR_HOME and one reader_checkpoint run."""
+    write_canonical(_dataset(50, seed=1), split_dir("train"))
+    write_canonical(_dataset(16, seed=2), split_dir("val"))
+    summary = run_reader(
+        ReaderStageConfig(use_qmsum=False, train=ReaderTrainConfig(holdout_share=0.3))
+    )
+    return summary
+
+
+def test_the_first_reader_becomes_champion_and_a_worse_one_does_not(trained: dict) -> None:
+    assert trained["promoted"] and trained["reasons"] == ["no champion yet"]
+    assert champion_path() == Path(trained["path"])
+    assert trained["skipped_sources"] == {"qmsum": "use_qmsum is off"}
+    assert trained["val"]["mldr-val"]["micro_f1"] > 0.5
+    assert trained["alias"] == "champion" and trained["mlflow_run_id"]
+    # A reader that cannot learn (everything shrunk to the intercept) loses to the champion.
+    worse = run_reader(
+        ReaderStageConfig(use_qmsum=False, train=ReaderTrainConfig(l2=1e9, holdout_share=0.3))
+    )
+    assert not worse["promoted"] and worse["alias"] == "challenger"
+    assert champion_path() == Path(trained["path"])
+
+
+def test_ffrs_serves_the_champion_reader(trained: dict, db_url: str) -> None:
+    data = _dataset(12, seed=3)
+    write_dataset(data, url=db_url)
+    fragments = cut_dialogues(data.dialogues, FragmentStageConfig(segmenter="windows"))
+    index_fragments(db_url, data.dialogues, fragments, "minilm", IndexStageConfig())
+    ffrs = open_ffrs(url=db_url)
+    assert ffrs.config.stage2 == "reader"  # auto: the champion reader serves
+    query = next(q for q in data.queries if q.gold_utterance_ids)
+    result = ffrs.query(query.text, 10)
+    assert result.dialogues, "the reader answered nothing"
+    top = result.dialogues[0]
+    runs = [f for f in top.fragments if f.confidence is not None]
+    assert runs and all(0 <= f.confidence <= 1 for f in runs)
+    assert set(top.utterance_ids) == {u for f in runs for u in f.utterance_ids}
+    whole = ffrs.query_dialogue(query.text, query.dialogue_id)
+    assert set(whole.utterance_ids) & set(query.gold_utterance_ids)
+
+    output = CliRunner().invoke(app, ["query", query.text, "--k", "10"])
+    assert output.exit_code == 0, output.output
+    assert "fine stage: the trained reader" in output.output
+    assert "run " in output.output and "score" in output.output
+    assert "loading" in output.output and "answering" in output.output
+    forced = CliRunner().invoke(app, ["query", query.text, "--fine-stage", "f2rvlm"])
+    assert forced.exit_code == 1 and "no trained F2RVLM adapter" in forced.output
+
+
+def test_evaluation_reports_the_reader_and_which_fine_stage_served(
+    trained: dict, db_url: str, tmp_path: Path
+) -> None:
+    from ffr_lib.evaluation.run import EvaluationConfig, run_evaluation
+
+    folder = tmp_path / "mldr" / "val"
+    write_canonical(_dataset(10, seed=4), folder)
+    result = run_evaluation(
+        EvaluationConfig(
+            path=folder,
+            systems=["reader", "ffrs", "minilm-window"],
+            reports_dir=tmp_path / "reports",
+            run_name="r",
+            mlflow=False,
+            corpus_queries="as-written",
+        ),
+        url=db_url,
+    )
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    single, corpus = metrics["mldr-val/single"], metrics["mldr-val/corpus"]
+    assert single["reader"]["n"] == 20 and corpus["reader"]["n"] == 20
+    assert single["reader"]["f1"] > single["minilm-window"]["f1"]
+    assert corpus["ffrs"]["note"].startswith("fine stage: the trained reader")
+    assert "fine stage: the trained reader" in result.markdown
