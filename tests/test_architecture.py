@@ -115,3 +115,27 @@ def test_reader_registry_stays_in_the_data_layer() -> None:
     modules = [spec[1] for spec in readers._READERS.values()]
     assert modules
     assert all(m.startswith("ffr_lib.data.") for m in modules), modules
+
+
+def test_readme_layout_names_every_package_of_ffr_lib() -> None:
+    """The README's layout row for ffr_lib lists every package and top-level module."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    row = next(
+        line
+        for line in (root / "README.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `ffr_lib/` |")
+    )
+    named = set(re.findall(r"`([a-z_0-9]+)`", row))
+    present = {
+        p.stem if p.is_file() else p.name
+        for p in (root / "ffr_lib").iterdir()
+        if (p.is_dir() and (p / "__init__.py").exists())
+        or (p.suffix == ".py" and p.stem != "__init__")
+    }
+    assert present <= named, f"add to the README layout: {sorted(present - named)}"
+    assert named - {"make", "lint"} - present <= {"format", "readers", "gold"}, sorted(
+        named - present
+    )

@@ -26,7 +26,18 @@ class ReaderWeights(BaseModel):
     scale: list[float]
     coef: list[float]
     intercept: float
-    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    decode: DecodeConfig = Field(
+        default_factory=DecodeConfig, description="decoding of dialogues up to long_turns turns"
+    )
+    decode_long: DecodeConfig | None = Field(
+        None, description="decoding of longer dialogues (None = the same as decode)"
+    )
+    long_turns: int = Field(
+        60,
+        ge=1,
+        description="dialogues with more turns decode with decode_long (meetings, "
+        "year-long chats: their answers are longer runs among many more turns)",
+    )
     encoder: str = Field("minilm", description="dense encoder the features were computed with")
     metrics: dict[str, Any] = Field(default_factory=dict)
 
@@ -37,6 +48,12 @@ class ReaderWeights(BaseModel):
             )
         z = (np.asarray(features, float) - np.asarray(self.mean)) / np.asarray(self.scale)
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+
+    def decoding_for(self, turns: int) -> DecodeConfig:
+        """The decoding of a dialogue of ``turns`` utterances."""
+        if turns > self.long_turns and self.decode_long is not None:
+            return self.decode_long
+        return self.decode
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,7 @@ class Reader:
 
     def read(self, query: str, dialogue: Dialogue) -> ReaderAnswer:
         p = self.probabilities(query, dialogue)
-        ids = decode(p, self.weights.decode)
+        ids = decode(p, self.weights.decoding_for(len(p)))
         chosen = set(ids)
         images = [im.index for im in dialogue.images if im.utterance_index in chosen]
         return ReaderAnswer(ids, images, runs_of(ids, p), p)

@@ -166,6 +166,7 @@ def run_reader(config: ReaderStageConfig | None = None) -> dict[str, Any]:
         "skipped_sources": skipped,
         "train": weights.metrics,
         "decode": weights.decode.model_dump(),
+        "decode_long": weights.decode_long.model_dump() if weights.decode_long else None,
         "val": scores,
         "champion_val": champion_scores,
         "promoted": promote,

@@ -22,7 +22,7 @@ from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.gold import answerable
 from ffr_lib.data.model import QueryType
 from ffr_lib.models.encoder import TextEncoder
-from ffr_lib.reader.decode import decode, micro_f1, tune_decoding
+from ffr_lib.reader.decode import DecodeConfig, decode, micro_f1, tune_decoding
 from ffr_lib.reader.features import dialogue_features, gold_mask, utterance_texts
 from ffr_lib.reader.model import ReaderWeights, fit_logistic
 
@@ -129,18 +129,49 @@ def train_reader(
         name: [weights.probabilities(x) for x, _y, _g in rows] for name, rows in held.items()
     }
     golds = {name: [g for *_r, g in rows] for name, rows in held.items()}
-    weights.decode, _ = tune_decoding([(probabilities[n], golds[n]) for n in held])
+    weights.decode, weights.decode_long = _tune_by_length(probabilities, golds, weights.long_turns)
     metrics: dict[str, Any] = {
         "train_queries": len(train_rows),
         "train_rows": int(len(y)),
         "seconds": round(time.perf_counter() - started, 1),
     }
     for name, rows in held.items():
-        decoded = [decode(p, weights.decode) for p in probabilities[name]]
+        decoded = [decode(p, weights.decoding_for(len(p))) for p in probabilities[name]]
         metrics[f"{name}/held_queries"] = len(rows)
         metrics[f"{name}/held_micro_f1"] = round(
             micro_f1(zip(decoded, golds[name], strict=True)), 4
         )
     weights.metrics = metrics
-    log.info("reader trained: %s, decoding %s", metrics, weights.decode.model_dump())
+    log.info(
+        "reader trained: %s; decoding up to %d turns %s, longer %s",
+        metrics,
+        weights.long_turns,
+        weights.decode.model_dump(),
+        weights.decode_long.model_dump() if weights.decode_long else "the same",
+    )
     return weights
+
+
+def _tune_by_length(
+    probabilities: dict[str, list[np.ndarray]],
+    golds: dict[str, list[list[int]]],
+    long_turns: int,
+) -> tuple[DecodeConfig, DecodeConfig | None]:
+    """Decoding for short and for long dialogues, each tuned on the held-aside queries of that
+    length (every source with such queries weighs the same). A length with no held-aside
+    query shares the other's decoding."""
+    tuned: dict[bool, DecodeConfig] = {}
+    for long in (False, True):
+        groups = []
+        for name in probabilities:
+            pairs = [
+                (p, g)
+                for p, g in zip(probabilities[name], golds[name], strict=True)
+                if (len(p) > long_turns) == long
+            ]
+            if pairs:
+                groups.append(([p for p, _g in pairs], [g for _p, g in pairs]))
+        if groups:
+            tuned[long], _ = tune_decoding(groups)
+    short = tuned.get(False) or tuned.get(True) or DecodeConfig()
+    return short, tuned.get(True)
