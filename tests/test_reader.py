@@ -185,3 +185,18 @@ def test_a_checkpoint_from_other_features_is_refused(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="not a reader checkpoint"):
         ReaderWeights.load(tmp_path / "bad.json")
+
+
+def test_no_abstention_is_learned_without_negative_queries() -> None:
+    rng = np.random.default_rng(3)
+    probs, golds = [], []
+    for i in range(20):
+        p = rng.uniform(0.0, 0.3, 40)
+        if i % 2:
+            p[5:9] = 0.9
+        else:  # a weak, wrong answer: abstaining here would pay on these very queries
+            p[20:24] = 0.35
+        probs.append(p)
+        golds.append(list(range(5, 9)))
+    config, _ = tune_decoding([(probs, golds)])
+    assert config.abstain == 0.0

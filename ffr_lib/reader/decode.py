@@ -91,8 +91,12 @@ def tune_decoding(
 ) -> tuple[DecodeConfig, float]:
     """The decoding with the best mean, over ``groups`` (e.g. one per data source), of each
     group's micro F1 on (probabilities, gold) of held-aside queries (negative queries have empty
-    gold), and that mean."""
+    gold), and that mean. Without any negative query there is no abstention (``abstain`` 0)."""
     groups = [(list(p), list(g)) for p, g in groups if len(p)]
+    if not any(not gold for _p, golds in groups for gold in golds):
+        # No negative query to learn from: abstaining could only trade recall for precision on
+        # these very queries, which does not carry over (seen on QMSum val).
+        abstains = (0.0,)
     best, best_score = DecodeConfig(), -1.0
     for runs in max_runs:
         for tau in taus:
