@@ -31,6 +31,7 @@ class ReaderConfig(Config):
     max_dialogues: int | None = from_library(ReaderTrainConfig, "max_dialogues")
     use_qmsum: bool = from_library(ReaderStageConfig, "use_qmsum")
     val_queries: int | None = from_library(ReaderStageConfig, "val_queries")
+    val_dialogues: int | None = from_library(ReaderStageConfig, "val_dialogues")
 
 
 @asset(
@@ -65,6 +66,7 @@ def reader_checkpoint(context: AssetExecutionContext, config: ReaderConfig, mlfl
             ),
             use_qmsum=config.use_qmsum,
             val_queries=config.val_queries,
+            val_dialogues=config.val_dialogues,
         )
     )
     for name, reason in summary["skipped_sources"].items():

@@ -41,6 +41,9 @@ class ReaderStageConfig(BaseModel):
     val_queries: int | None = Field(
         None, ge=1, description="val queries per set to judge on (spread; None = all)"
     )
+    val_dialogues: int | None = Field(
+        None, ge=1, description="val dialogues per set to judge on (the first N; None = all)"
+    )
     mlflow: bool = True
 
 
@@ -58,7 +61,13 @@ def champion_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def _spread(dataset: Dataset, limit: int | None) -> Dataset:
+def _spread(dataset: Dataset, limit: int | None, dialogues: int | None = None) -> Dataset:
+    if dialogues is not None:
+        kept = {d.id for d in dataset.dialogues[:dialogues]}
+        dataset = Dataset(
+            dialogues=[d for d in dataset.dialogues if d.id in kept],
+            queries=[q for q in dataset.queries if q.dialogue_id in kept],
+        )
     queries = dataset.queries
     if limit and len(queries) > limit:
         step = len(queries) / limit
@@ -111,12 +120,12 @@ def training_sources(config: ReaderStageConfig) -> tuple[dict[str, Dataset], dic
 def val_sets(config: ReaderStageConfig) -> dict[str, Dataset]:
     sets: dict[str, Dataset] = {}
     try:
-        sets["mldr-val"] = _spread(load_split("val"), config.val_queries)
+        sets["mldr-val"] = _spread(load_split("val"), config.val_queries, config.val_dialogues)
     except FileNotFoundError as exc:
         log.info("no MLDR val to judge the reader on: %s", exc)
     qmsum_val = get_settings().qmsum_dir / "val"
     if config.use_qmsum and qmsum_val.is_dir():
-        sets["qmsum-val"] = _spread(read_qmsum(qmsum_val), config.val_queries)
+        sets["qmsum-val"] = _spread(read_qmsum(qmsum_val), config.val_queries, config.val_dialogues)
     return sets
 
 
