@@ -70,16 +70,11 @@ def run_config(args: argparse.Namespace) -> dict:
         "mldr_splits": {"config": {"max_sources": args.sources}},
         # Sized for the demo (DEMO_FEM_PAIRS above).
         "fem_checkpoint": {"config": {"max_pairs": DEMO_FEM_PAIRS}},
-        # Every turn of a meeting it reads is embedded: 30 QMSum train meetings (of 162), 1,500
-        # queries per source and the first 10 val meetings / 150 val queries per set keep the
-        # reader's step to a few CPU minutes (`reader_checkpoint` alone trains on everything).
+        # Every turn of a meeting the reader reads is embedded: 30 QMSum train meetings (of
+        # 162), 1,500 queries per source and 10 val meetings keep its step to a few CPU minutes
+        # (`reader_checkpoint` alone trains and judges on everything).
         "reader_checkpoint": {
-            "config": {
-                "max_dialogues": 30,
-                "max_queries": 1500,
-                "val_dialogues": 10,
-                "val_queries": 150,
-            }
+            "config": {"qmsum_meetings": 30, "max_queries": 1500, "qmsum_val_meetings": 10}
         },
         "f2rvlm_sft": f2rvlm,
         "f2rvlm_curriculum": f2rvlm,

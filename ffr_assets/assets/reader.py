@@ -28,10 +28,10 @@ class ReaderConfig(Config):
     encoder: str = from_library(ReaderTrainConfig, "encoder")
     l2: float = from_library(ReaderTrainConfig, "l2")
     max_queries: int | None = from_library(ReaderTrainConfig, "max_queries")
-    max_dialogues: int | None = from_library(ReaderTrainConfig, "max_dialogues")
     use_qmsum: bool = from_library(ReaderStageConfig, "use_qmsum")
     val_queries: int | None = from_library(ReaderStageConfig, "val_queries")
-    val_dialogues: int | None = from_library(ReaderStageConfig, "val_dialogues")
+    qmsum_meetings: int | None = from_library(ReaderStageConfig, "qmsum_meetings")
+    qmsum_val_meetings: int | None = from_library(ReaderStageConfig, "qmsum_val_meetings")
 
 
 @asset(
@@ -62,11 +62,11 @@ def reader_checkpoint(context: AssetExecutionContext, config: ReaderConfig, mlfl
                 encoder=config.encoder,
                 l2=config.l2,
                 max_queries=config.max_queries,
-                max_dialogues=config.max_dialogues,
             ),
             use_qmsum=config.use_qmsum,
             val_queries=config.val_queries,
-            val_dialogues=config.val_dialogues,
+            qmsum_meetings=config.qmsum_meetings,
+            qmsum_val_meetings=config.qmsum_val_meetings,
         )
     )
     for name, reason in summary["skipped_sources"].items():

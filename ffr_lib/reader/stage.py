@@ -41,8 +41,14 @@ class ReaderStageConfig(BaseModel):
     val_queries: int | None = Field(
         None, ge=1, description="val queries per set to judge on (spread; None = all)"
     )
-    val_dialogues: int | None = Field(
-        None, ge=1, description="val dialogues per set to judge on (the first N; None = all)"
+    qmsum_meetings: int | None = Field(
+        None,
+        ge=2,
+        description="QMSum train meetings to train on (the first N; None = all 162): every turn "
+        "of a meeting is embedded, so this bounds the step's time",
+    )
+    qmsum_val_meetings: int | None = Field(
+        None, ge=1, description="QMSum val meetings to judge on (the first N; None = all 35)"
     )
     mlflow: bool = True
 
@@ -111,7 +117,7 @@ def training_sources(config: ReaderStageConfig) -> tuple[dict[str, Dataset], dic
     if not config.use_qmsum:
         skipped["qmsum"] = "use_qmsum is off"
     elif qmsum_train.is_dir():
-        sources["qmsum"] = read_qmsum(qmsum_train)
+        sources["qmsum"] = _spread(read_qmsum(qmsum_train), None, config.qmsum_meetings)
     else:
         skipped["qmsum"] = f"no QMSum train folder at {qmsum_train} (FFR_QMSUM_DIR)"
     return sources, skipped
@@ -120,12 +126,14 @@ def training_sources(config: ReaderStageConfig) -> tuple[dict[str, Dataset], dic
 def val_sets(config: ReaderStageConfig) -> dict[str, Dataset]:
     sets: dict[str, Dataset] = {}
     try:
-        sets["mldr-val"] = _spread(load_split("val"), config.val_queries, config.val_dialogues)
+        sets["mldr-val"] = _spread(load_split("val"), config.val_queries)
     except FileNotFoundError as exc:
         log.info("no MLDR val to judge the reader on: %s", exc)
     qmsum_val = get_settings().qmsum_dir / "val"
     if config.use_qmsum and qmsum_val.is_dir():
-        sets["qmsum-val"] = _spread(read_qmsum(qmsum_val), config.val_queries, config.val_dialogues)
+        sets["qmsum-val"] = _spread(
+            read_qmsum(qmsum_val), config.val_queries, config.qmsum_val_meetings
+        )
     return sets
 
 

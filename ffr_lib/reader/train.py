@@ -42,21 +42,13 @@ class ReaderTrainConfig(BaseModel):
     max_queries: int | None = Field(
         None, ge=1, description="queries per source (spread over its dialogues; None = all)"
     )
-    max_dialogues: int | None = Field(
-        None,
-        ge=2,
-        description="dialogues per source, a fixed random sample (None = all); what bounds the "
-        "time on long meetings, whose every turn is embedded",
-    )
+
     seed: int = 0
 
 
-def _split_dialogues(
-    dataset: Dataset, share: float, seed: int, limit: int | None = None
-) -> tuple[set[str], set[str]]:
+def _split_dialogues(dataset: Dataset, share: float, seed: int) -> tuple[set[str], set[str]]:
     ids = sorted(d.id for d in dataset.dialogues)
     random.Random(seed).shuffle(ids)
-    ids = ids[:limit] if limit else ids
     cut = max(1, round(len(ids) * share)) if len(ids) > 1 else 0
     return set(ids[cut:]), set(ids[:cut])
 
@@ -105,9 +97,7 @@ def train_reader(
     train_rows: list[tuple[np.ndarray, np.ndarray]] = []
     held: dict[str, list[tuple[np.ndarray, np.ndarray, list[int]]]] = {}
     for name, dataset in sources.items():
-        fit_ids, held_ids = _split_dialogues(
-            dataset, config.holdout_share, config.seed, config.max_dialogues
-        )
+        fit_ids, held_ids = _split_dialogues(dataset, config.holdout_share, config.seed)
         fit = _examples(dataset, fit_ids, encoder, config.max_queries, f"reader features {name}")
         train_rows += [(x, y) for x, y, gold in fit if gold]  # positives teach the scorer
         held[name] = _examples(dataset, held_ids, encoder, None, f"reader held-aside {name}")
