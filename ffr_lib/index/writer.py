@@ -145,7 +145,10 @@ def register_version(
         db.execute(
             "INSERT INTO ffr.fem_versions (embedding_model, dimension, vector_type, index_name, "
             "hnsw_m, ef_construction, ef_search, model_path) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (embedding_model) DO NOTHING",
+            # No conflict target: a concurrent first registration of the same version conflicts
+            # on index_name as well as on embedding_model, and a targeted ON CONFLICT would
+            # raise on the other one (seen when two runs of one batch raced).
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (
                 embedding_model,
                 dimension,
@@ -158,7 +161,11 @@ def register_version(
             ),
         )
         row = get_version(embedding_model, conn=db)
-    assert row is not None
+    if row is None:
+        raise ValueError(
+            f"cannot register FEM version {embedding_model}: its index name "
+            f"{index_name(embedding_model)} belongs to another version"
+        )
     if row["dimension"] != dimension:
         raise ValueError(
             f"FEM version {embedding_model} is registered with {row['dimension']} dimensions, "
