@@ -159,6 +159,7 @@ def query_command(
 
     from ffr_lib.db import EmbeddedError, database_url
     from ffr_lib.ffrs import FFRSConfig, open_ffrs
+    from ffr_lib.reader.reader import consecutive_runs
 
     console = Console()
     if fine_stage not in ("auto", "reader", "f2rvlm", "fragment"):
@@ -211,7 +212,7 @@ def query_command(
             for f in result.fragments
             if f.confidence is not None
         }
-        for run in runs(result.utterance_ids):
+        for run in consecutive_runs(result.utterance_ids):
             score = confidence.get(tuple(run))
             head = f"   run {run[0]}-{run[-1]}" + (
                 f"  score {score:.2f}" if score is not None else ""
@@ -237,14 +238,3 @@ def query_command(
         + ")",
         highlight=False,
     )
-
-
-def runs(ids: list[int]) -> list[list[int]]:
-    """Sorted ``ids`` split into maximal runs of consecutive ids."""
-    out: list[list[int]] = []
-    for i in sorted(ids):
-        if out and i == out[-1][-1] + 1:
-            out[-1].append(i)
-        else:
-            out.append([i])
-    return out

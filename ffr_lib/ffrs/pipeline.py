@@ -323,23 +323,15 @@ class FFRSPipeline:
             for dialogue_id in order:
                 if dialogue_id not in found:
                     continue
-                dialogue = found[dialogue_id]
-                answer = self.span_reader.read(text, dialogue)
-                for run in answer.runs:  # one unit per run, best first
-                    ids = list(range(run.start, run.end + 1))
-                    images = [
-                        im.index
-                        for im in dialogue.images
-                        if run.start <= im.utterance_index <= run.end
-                    ]
-                    answers.append(
+                for run in self.span_reader.read(text, found[dialogue_id]).runs:
+                    answers.append(  # one unit per run, best first
                         RankedFragment(
                             dialogue_id=dialogue_id,
-                            utterance_ids=ids,
-                            image_ids=images,
+                            utterance_ids=run.utterance_ids,
+                            image_ids=run.image_ids,
                             score=best[dialogue_id],
-                            picked_utterance_ids=ids,
-                            picked_image_ids=images,
+                            picked_utterance_ids=run.utterance_ids,
+                            picked_image_ids=run.image_ids,
                             confidence=run.score,
                         )
                     )

@@ -180,7 +180,6 @@ class TextEncoder:
         texts: Sequence[str],
         batch_size: int = 64,
         normalize: bool = True,
-        show_progress: bool = False,
         prompt_name: str | None = None,
         desc: str | None = None,
         memo: bool | None = None,
@@ -201,7 +200,7 @@ class TextEncoder:
         if memo is None:
             memo = len(texts) > 1
         if not memo:
-            return self._encode_new(texts, batch_size, normalize, show_progress, prompt_name, desc)
+            return self._encode_new(texts, batch_size, normalize, prompt_name, desc)
         cache = self._memo
         todo: list[str] = []
         pending: set[str] = set()
@@ -216,7 +215,7 @@ class TextEncoder:
                 cache.clear()
             for text, vector in zip(
                 todo,
-                self._encode_new(todo, batch_size, normalize, show_progress, prompt_name, desc),
+                self._encode_new(todo, batch_size, normalize, prompt_name, desc),
                 strict=True,
             ):
                 cache[(normalize, prompt_name, text)] = vector
@@ -227,7 +226,6 @@ class TextEncoder:
         texts: list[str],
         batch_size: int,
         normalize: bool,
-        show_progress: bool,
         prompt_name: str | None,
         desc: str | None,
     ) -> np.ndarray:

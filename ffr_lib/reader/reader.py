@@ -22,11 +22,17 @@ from ffr_lib.reader.model import ReaderWeights
 
 @dataclass
 class Run:
-    """One contiguous run of the answer: [start, end] inclusive and its mean probability."""
+    """One contiguous run of the answer: [start, end] inclusive, its mean probability and the
+    images sent in it."""
 
     start: int
     end: int
     score: float
+    image_ids: list[int] = field(default_factory=list)
+
+    @property
+    def utterance_ids(self) -> list[int]:
+        return list(range(self.start, self.end + 1))
 
 
 @dataclass
@@ -41,16 +47,31 @@ class ReaderAnswer:
         return max((r.score for r in self.runs), default=0.0)
 
 
-def runs_of(ids: list[int], probabilities: np.ndarray) -> list[Run]:
-    """The maximal contiguous runs of sorted ``ids``, best first."""
-    runs: list[Run] = []
-    for i in ids:
-        if runs and i == runs[-1].end + 1:
-            runs[-1].end = i
+def consecutive_runs(ids: list[int]) -> list[list[int]]:
+    """Sorted ``ids`` split into maximal runs of consecutive ids."""
+    runs: list[list[int]] = []
+    for i in sorted(ids):
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
         else:
-            runs.append(Run(i, i, 0.0))
-    for run in runs:
-        run.score = float(probabilities[run.start : run.end + 1].mean())
+            runs.append([i])
+    return runs
+
+
+def runs_of(
+    ids: list[int], probabilities: np.ndarray, dialogue: Dialogue | None = None
+) -> list[Run]:
+    """The maximal contiguous runs of ``ids`` with their mean probability (and the images
+    ``dialogue`` sent in them), best first."""
+    runs = []
+    for ids_run in consecutive_runs(ids):
+        start, end = ids_run[0], ids_run[-1]
+        images = [
+            im.index
+            for im in (dialogue.images if dialogue else [])
+            if start <= im.utterance_index <= end
+        ]
+        runs.append(Run(start, end, float(probabilities[start : end + 1].mean()), images))
     return sorted(runs, key=lambda r: (-r.score, r.start))
 
 
@@ -80,6 +101,6 @@ class Reader:
     def read(self, query: str, dialogue: Dialogue) -> ReaderAnswer:
         p = self.probabilities(query, dialogue)
         ids = decode(p, self.weights.decoding_for(len(p)))
-        chosen = set(ids)
-        images = [im.index for im in dialogue.images if im.utterance_index in chosen]
-        return ReaderAnswer(ids, images, runs_of(ids, p), p)
+        runs = runs_of(ids, p, dialogue)
+        images = sorted(i for run in runs for i in run.image_ids)
+        return ReaderAnswer(ids, images, runs, p)

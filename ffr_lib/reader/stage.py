@@ -23,6 +23,7 @@ from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.gold import answerable
 from ffr_lib.data.model import QueryType
 from ffr_lib.data.readers.qmsum import read_qmsum
+from ffr_lib.data.sampling import spread
 from ffr_lib.mldr.stage import load_split
 from ffr_lib.models.encoder import TextEncoder
 from ffr_lib.reader.decode import micro_f1
@@ -67,18 +68,12 @@ def champion_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def _spread(dataset: Dataset, limit: int | None, dialogues: int | None = None) -> Dataset:
-    if dialogues is not None:
-        kept = {d.id for d in dataset.dialogues[:dialogues]}
-        dataset = Dataset(
-            dialogues=[d for d in dataset.dialogues if d.id in kept],
-            queries=[q for q in dataset.queries if q.dialogue_id in kept],
-        )
-    queries = dataset.queries
-    if limit and len(queries) > limit:
-        step = len(queries) / limit
-        queries = [queries[int(i * step)] for i in range(limit)]
-    return Dataset(dialogues=dataset.dialogues, queries=queries)
+def _sample(dataset: Dataset, queries: int | None, dialogues: int | None = None) -> Dataset:
+    """The first ``dialogues`` dialogues (None = all) and ``queries`` of their queries, spread."""
+    kept = dataset.dialogues[:dialogues] if dialogues is not None else dataset.dialogues
+    ids = {d.id for d in kept}
+    chosen = [q for q in dataset.queries if q.dialogue_id in ids]
+    return Dataset(dialogues=kept, queries=spread(chosen, queries))
 
 
 def reader_f1(reader: Reader, dataset: Dataset) -> dict[str, float]:
@@ -117,7 +112,7 @@ def training_sources(config: ReaderStageConfig) -> tuple[dict[str, Dataset], dic
     if not config.use_qmsum:
         skipped["qmsum"] = "use_qmsum is off"
     elif qmsum_train.is_dir():
-        sources["qmsum"] = _spread(read_qmsum(qmsum_train), None, config.qmsum_meetings)
+        sources["qmsum"] = _sample(read_qmsum(qmsum_train), None, config.qmsum_meetings)
     else:
         skipped["qmsum"] = f"no QMSum train folder at {qmsum_train} (FFR_QMSUM_DIR)"
     return sources, skipped
@@ -126,12 +121,12 @@ def training_sources(config: ReaderStageConfig) -> tuple[dict[str, Dataset], dic
 def val_sets(config: ReaderStageConfig) -> dict[str, Dataset]:
     sets: dict[str, Dataset] = {}
     try:
-        sets["mldr-val"] = _spread(load_split("val"), config.val_queries)
+        sets["mldr-val"] = _sample(load_split("val"), config.val_queries)
     except FileNotFoundError as exc:
         log.info("no MLDR val to judge the reader on: %s", exc)
     qmsum_val = get_settings().qmsum_dir / "val"
     if config.use_qmsum and qmsum_val.is_dir():
-        sets["qmsum-val"] = _spread(
+        sets["qmsum-val"] = _sample(
             read_qmsum(qmsum_val), config.val_queries, config.qmsum_val_meetings
         )
     return sets

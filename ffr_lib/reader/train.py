@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.gold import answerable
 from ffr_lib.data.model import QueryType
+from ffr_lib.data.sampling import spread
 from ffr_lib.models.encoder import TextEncoder
 from ffr_lib.reader.decode import DecodeConfig, decode, micro_f1, tune_decoding
 from ffr_lib.reader.features import dialogue_features, gold_mask, utterance_texts
@@ -59,10 +60,7 @@ def _examples(
     """(features, labels, gold ids) per query of the chosen dialogues; negative queries (empty
     gold) are kept: they teach the abstain threshold."""
     by_id = dataset.dialogue_by_id()
-    chosen = [q for q in dataset.queries if q.dialogue_id in dialogue_ids]
-    if max_queries and len(chosen) > max_queries:
-        step = len(chosen) / max_queries
-        chosen = [chosen[int(i * step)] for i in range(max_queries)]
+    chosen = spread([q for q in dataset.queries if q.dialogue_id in dialogue_ids], max_queries)
     gold_of = {
         q.id: gold
         for q, _d, gold in answerable(Dataset(dialogues=dataset.dialogues, queries=chosen))
@@ -70,9 +68,7 @@ def _examples(
     # Embed every utterance and query in a few large batches (the encoder's memo keeps them for
     # the per-query loop below).
     needed = sorted({q.dialogue_id for q in chosen})
-    encoder.encode(
-        [t for d in needed for t in utterance_texts(by_id[d])], show_progress=True, desc=desc
-    )
+    encoder.encode([t for d in needed for t in utterance_texts(by_id[d])], desc=desc)
     encoder.encode([q.text for q in chosen])
     out = []
     for query in chosen:
