@@ -28,7 +28,7 @@ from ffr_lib.evaluation.systems import (
 from ffr_lib.f2rvlm.backbone import read_adapter_meta
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile
 from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
-from ffr_lib.ffrs.api import load_retriever
+from ffr_lib.ffrs.api import load_retriever, open_ffrs
 from ffr_lib.ffrs.pipeline import FFRSConfig, FFRSPipeline, FragmentReader, read_whole_dialogue
 from ffr_lib.ffrs.types import Prediction, RankedFragment, merge_per_dialogue, timed
 from ffr_lib.mldr.difficulty import (
@@ -362,24 +362,21 @@ class FFRSSystem(_ModelSystem):
     def setup(self, corpus: Corpus) -> None:
         if corpus.encoder is None or not corpus.fragments:
             raise SystemSkipped("no fragment index for this corpus (Corpus.prepare not run)")
+        # The same choice as `ffr query` (open_ffrs): the reader when there is one, else F2RVLM
+        # (loaded once per model, shared with the other F2RVLM systems).
         checkpoint = self.reader_checkpoint or champion_path()
-        if checkpoint is not None:
-            config = FFRSConfig(k=self.k, stage2="reader")
-            stages: dict[str, Any] = {"span_reader": Reader.load(checkpoint)}
-            f2rvlm = None
-            fine = f"the trained reader ({checkpoint})"
-        else:
-            config = FFRSConfig(k=self.k, batch_size=self.batch_size)
-            stages, f2rvlm, fine = {}, self.reader(), f"F2RVLM ({self.model})"
-        self.note = f"fine stage: {fine}"
-        self.pipeline = FFRSPipeline(
-            config,
-            f2rvlm,
+        model = None if checkpoint is not None else self.reader().retriever
+        self.pipeline = open_ffrs(
+            model,
+            config=FFRSConfig(k=self.k, batch_size=self.batch_size),
             encoder=corpus.encoder,
             url=corpus.url,
             dialogues=corpus.dialogues,
-            **stages,
+            fine_stage="reader" if checkpoint is not None else "f2rvlm",
+            reader=checkpoint,
         )
+        fine = f"the trained reader ({checkpoint})" if model is None else f"F2RVLM ({self.model})"
+        self.note = f"fine stage: {fine}"
 
     def predict_corpus(self, query: str, corpus: Corpus) -> Prediction:
         return self.pipeline.query(query, self.k, corpus.restrict)
