@@ -245,6 +245,18 @@ class BM25Fragments(System):
         return Prediction(merge_per_dialogue(units[:1]), units, timings)
 
 
+def recall_pipeline(corpus: Corpus, k: int) -> FFRSPipeline | None:
+    """FFRS's recall stage over the corpus's own index (no fine stage); None without an index."""
+    if corpus.encoder is None or not corpus.fragments:
+        return None
+    return FFRSPipeline(
+        FFRSConfig(k=k, stage2="fragment"),
+        encoder=corpus.encoder,
+        url=corpus.url,
+        dialogues=corpus.dialogues,
+    )
+
+
 class FEMOnly(System):
     """FEM alone: the fragment index's top fragment, all of it."""
 
@@ -252,14 +264,9 @@ class FEMOnly(System):
         self.k = k
 
     def setup(self, corpus: Corpus) -> None:
-        if corpus.encoder is None or not corpus.fragments:
+        self.pipeline = recall_pipeline(corpus, self.k)
+        if self.pipeline is None:
             raise SystemSkipped("no fragment index for this corpus (Corpus.prepare not run)")
-        self.pipeline = FFRSPipeline(
-            FFRSConfig(k=self.k, stage2="fragment"),
-            encoder=corpus.encoder,
-            url=corpus.url,
-            dialogues=corpus.dialogues,
-        )
 
     def predict_corpus(self, query: str, corpus: Corpus) -> Prediction:
         timings: dict[str, float] = {}
@@ -493,13 +500,7 @@ class TrainedReader(System):
         if path is None:
             raise SystemSkipped("no trained reader: materialize reader_checkpoint (or --reader)")
         self.reader = Reader.load(path)
-        if corpus.encoder is not None and corpus.fragments:
-            self.pipeline = FFRSPipeline(
-                FFRSConfig(k=self.k, stage2="fragment"),
-                encoder=corpus.encoder,
-                url=corpus.url,
-                dialogues=corpus.dialogues,
-            )
+        self.pipeline = recall_pipeline(corpus, self.k)
 
     def _read(self, query: str, dialogue: Dialogue, timings: dict[str, float]) -> Prediction:
         with timed(timings, "reader"):
