@@ -3,6 +3,7 @@ positives, ranking over utterances and over units, abstention, groups, skipped s
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
 from ffr_lib.evaluation.harness import (
     Corpus,
+    HarnessConfig,
     Record,
     System,
     SystemRun,
@@ -151,3 +153,71 @@ def test_reader_limit_scores_generators_on_a_spread_subset_and_everyone_on_it_to
     plain = evaluate(DATASET, [_Reader()], Corpus.in_memory(DATASET), name="toy",
                      config=HarnessConfig(modes=["single"], reader_limit=3))  # fmt: skip
     assert set(plain.metrics) == {"toy/single"}
+
+
+class _Weak(_SingleOnly):
+    """A baseline answering utterance 0 of every dialogue (always wrong here)."""
+
+    name = "weak"
+    baseline = True
+
+
+class _Half(_SingleOnly):
+    """A better baseline: q1's gold exactly, nothing for the negative q2, utterance 0 for q3."""
+
+    name = "half"
+    baseline = True
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        if query == "y":
+            return Prediction()
+        if query == "z":
+            return super().predict_dialogue(query, dialogue)
+        unit = RankedFragment(dialogue.id, Q1.gold_utterance_ids, Q1.gold_image_ids, 1.0)
+        return Prediction(merge_per_dialogue([unit]), [unit])
+
+
+def test_every_run_gets_a_bootstrap_interval_of_its_f1() -> None:
+    corpus = Corpus.in_memory(DATASET)
+    m = score_run(_run(), corpus, resamples=200, seed=3)
+    assert m["f1_ci_low"] <= m["f1"] <= m["f1_ci_high"]
+    assert m["f1_ci_low"] < m["f1_ci_high"]  # the three queries differ: a real spread
+    assert score_run(_run(), corpus, resamples=200, seed=3)["f1_ci_low"] == m["f1_ci_low"]
+    # Groups keep their point figures only (no bootstrap per group).
+    assert not any(k.startswith("group/") and "_ci_" in k for k in m)
+
+
+def test_own_systems_are_compared_with_the_best_baseline_of_the_table() -> None:
+    corpus = Corpus.in_memory(DATASET)
+    config = HarnessConfig(modes=["single"], bootstrap_resamples=300)
+    out = evaluate(DATASET, [_Weak(), _Half(), _Reader()], corpus, name="toy", config=config)
+    table = out.metrics["toy/single"]
+    assert table["half"]["f1"] > table["weak"]["f1"]
+    reader = table["reader"]
+    assert reader["best_baseline"] == "half" and reader["f1_vs_best_baseline_n"] == 3
+    assert reader["f1_vs_best_baseline"] == reader["f1"] - table["half"]["f1"] > 0
+    low, high = reader["f1_vs_best_baseline_ci_low"], reader["f1_vs_best_baseline_ci_high"]
+    assert low <= reader["f1_vs_best_baseline"] <= high
+    # Baselines are not compared with themselves.
+    for baseline in ("half", "weak"):
+        assert not any("best_baseline" in k for k in table[baseline]), baseline
+    json.dumps(out.metrics)  # metrics.json stays plain JSON
+
+
+def test_comparison_pairs_only_the_queries_both_scored() -> None:
+    corpus = Corpus.in_memory(DATASET)
+    config = HarnessConfig(modes=["single"], reader_limit=2, bootstrap_resamples=200)
+    out = evaluate(DATASET, [_Half(), _Reader()], corpus, name="toy", config=config)
+    reader = out.metrics["toy/single"]["reader"]
+    # The reader read q1 and q2; the baseline all three: the difference is over q1 and q2,
+    # where both answer exactly (q1's gold, nothing for the negative q2).
+    assert reader["f1_vs_best_baseline_n"] == 2 and reader["f1_vs_best_baseline"] == 0.0
+    assert reader["f1_vs_best_baseline_ci_low"] == reader["f1_vs_best_baseline_ci_high"] == 0.0
+    assert reader["f1"] - out.metrics["toy/single"]["half"]["f1"] > 0  # the full table differs
+    subset = out.metrics["toy-reader-subset/single"]["reader"]
+    assert subset["best_baseline"] == "half" and subset["f1_vs_best_baseline_n"] == 2
+
+
+def test_no_baseline_no_comparison() -> None:
+    out = evaluate(DATASET, [_Reader()], Corpus.in_memory(DATASET), name="toy")
+    assert not any("best_baseline" in k for k in out.metrics["toy/single"]["reader"])

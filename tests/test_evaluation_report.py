@@ -109,3 +109,47 @@ def test_markdown_has_modality_and_ranking_tables_and_dataset_notes() -> None:
     subset = render_markdown({"mldr-val-reader-subset/single": {"s": m}})
     assert "exactly the queries the F2RVLM systems read" in subset
     assert "Single-dialogue mode: each query" not in subset  # its own note, not the plain one
+
+
+def test_f1_carries_its_interval_and_the_baseline_differences_render() -> None:
+    base = {"n": 10.0, "f1": 0.4, "f1_ci_low": 0.31, "f1_ci_high": 0.52, "recall@1": 0.2}
+    own = {
+        "n": 10.0,
+        "recall@1": 0.3,
+        "f1": 0.477,
+        "f1_ci_low": 0.45,
+        "f1_ci_high": 0.5,
+        "best_baseline": "bm25-utt",
+        "f1_vs_best_baseline": 0.077,
+        "f1_vs_best_baseline_ci_low": 0.012,
+        "f1_vs_best_baseline_ci_high": 0.14,
+        "f1_vs_best_baseline_n": 10.0,
+    }
+    tie = {**own, "f1_vs_best_baseline": 0.01, "f1_vs_best_baseline_ci_low": -0.05}
+    metrics = {"mldr-val/single": {"bm25-utt": base, "ffrs": own, "reader": tie}}
+    # Rendered from the stored file alone, as reports/latest is.
+    text = render_markdown(json.loads(json.dumps(metrics)))
+    assert "| bm25-utt | 10 | 0.400 [0.310, 0.520] |" in text
+    assert "| ffrs | 10 | 0.477 [0.450, 0.500] |" in text
+    assert "F1 difference against the best baseline (paired bootstrap" in text
+    assert "| system | best baseline | ΔF1 | 95% CI | n paired | CI vs 0 |" in text
+    assert "| ffrs | bm25-utt | +0.077 | [0.012, 0.140] | 10 | above 0 |" in text
+    assert "| reader | bm25-utt | +0.010 | [-0.050, 0.140] | 10 | contains 0 |" in text
+    assert "| bm25-utt | bm25-utt |" not in text  # the baseline has no row of its own
+    # Right under the headline table, before the ranking table.
+    assert text.index("| system | n | F1 |") < text.index("F1 difference against")
+    assert text.index("F1 difference against") < text.index("Ranking (utterances")
+
+
+def test_metrics_without_intervals_render_as_before() -> None:
+    old = {"x/single": {"fem": {"n": 2.0, "f1": 0.5, "macro_f1": 0.4}}}
+    text = render_markdown(old)
+    assert "| fem | 2 | 0.500 | 0.400 |" in text
+    assert "[" not in text.split("Systems:")[0] and "F1 difference against" not in text
+    # A comparison without its interval (or with a NaN one) still shows the difference.
+    partial = {"x/single": {"fem": {"n": 2.0, "f1": 0.5, "f1_ci_low": float("nan"),
+                                    "f1_ci_high": 0.6, "best_baseline": "bm25-utt",
+                                    "f1_vs_best_baseline": -0.1}}}  # fmt: skip
+    text = render_markdown(partial)
+    assert "| fem | 2 | 0.500 |" in text
+    assert "| fem | bm25-utt | -0.100 | - | - | - |" in text

@@ -9,6 +9,7 @@ from ffr_lib.evaluation import baselines
 from ffr_lib.evaluation.harness import System
 from ffr_lib.evaluation.report import render_markdown
 from ffr_lib.evaluation.systems import (
+    BASELINE_NAMES,
     OPTIONAL_SYSTEM_NAMES,
     SYSTEM_NAMES,
     SYSTEMS,
@@ -69,3 +70,12 @@ def test_registry_imports_a_named_factory_on_first_use() -> None:
     assert registry.names() == ("join", "len") and "join" in registry
     with pytest.raises(UnknownNameError, match=r"^unknown part 'x'; known: join, len$"):
         registry.factory("x")
+
+
+def test_the_registry_marks_the_baselines_and_built_systems_carry_the_mark() -> None:
+    assert set(BASELINE_NAMES) == {
+        "bm25-utt", "bm25-frag", "dense-minilm", "position-prior", "overlap-window",
+        "minilm-window",
+    }  # fmt: skip
+    for name in ("bm25-utt", "fem", "ffrs", "reader", "f2rvlm"):
+        assert build_system(name).baseline is (name in BASELINE_NAMES), name

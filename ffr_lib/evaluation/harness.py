@@ -29,7 +29,14 @@ Metrics per (dataset, mode, system), flat ``name -> value`` (all from
 - latency p50/p95 per stage in milliseconds (``latency_p50_ms/<stage>``, stage ``total`` is the
   wall time of ``predict``) and ``tokens_read_mean`` (prompt tokens read by a generator);
 - the same headline figures per group (``group/<grouper>=<value>/<metric>``): dialogue length
-  bucket (<35, 35-65, >65 turns), query family, query type, and whatever the dataset adds.
+  bucket (<35, 35-65, >65 turns), query family, query type, and whatever the dataset adds;
+- ``f1_ci_low`` / ``f1_ci_high``: the 95% bootstrap interval of ``f1`` over the queries
+  (:mod:`ffr_lib.evaluation.bootstrap`);
+- for every system that is not a baseline (``System.baseline``), against the best baseline of
+  the same table (the baseline with the highest ``f1``): ``best_baseline`` (its name),
+  ``f1_vs_best_baseline`` (F1 difference over the queries both scored, paired by query id),
+  ``f1_vs_best_baseline_ci_low`` / ``_ci_high`` (paired bootstrap, 95%) and
+  ``f1_vs_best_baseline_n`` (the queries paired).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,6 +57,7 @@ from ffr_lib.data.gold import gold_items
 from ffr_lib.data.model import Dialogue, Query, QueryType
 from ffr_lib.data.sampling import spread
 from ffr_lib.db import connect
+from ffr_lib.evaluation.bootstrap import RESAMPLES, SEED, f1_interval, paired_f1_difference
 from ffr_lib.evaluation.metrics import (
     SetSample,
     hit_at_k,
@@ -210,6 +218,9 @@ class System:
     #: Reads with the generator (seconds per query on a CPU): scores only the
     #: ``HarnessConfig.reader_limit`` queries when that is set.
     reads_with_generator: bool = False
+    #: A reference system (set from the registry's ``SystemEntry.baseline``): FFR's own systems
+    #: are compared with the best of these in each table.
+    baseline: bool = False
 
     def setup(self, corpus: Corpus) -> None:
         """Build what the system needs over ``corpus`` (indexes, vectors); may raise
@@ -254,6 +265,13 @@ class HarnessConfig(BaseModel):
     length_buckets: tuple[int, int] = Field(
         (35, 65), description="dialogue length bucket edges in turns: <35, 35-65, >65"
     )
+    bootstrap_resamples: int = Field(
+        RESAMPLES,
+        ge=1,
+        description="query resamples behind the 95% intervals of F1 and of the difference "
+        "against the best baseline",
+    )
+    bootstrap_seed: int = Field(SEED, description="seed of the bootstrap draws (reproducible)")
 
 
 @dataclass
@@ -439,15 +457,20 @@ def score_run(
     corpus: Corpus,
     groupers: Mapping[str, Grouper] | None = None,
     ks: Sequence[int] = KS,
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
 ) -> dict[str, Any]:
     """Flat metrics of one run (see the module docstring); ``{"skipped": reason}`` when it did
-    not run."""
+    not run. ``resamples`` / ``seed``: the bootstrap behind ``f1_ci_low`` / ``f1_ci_high``."""
     if run.skipped is not None:
         return {"skipped": run.skipped}
     if not run.records:
         return {"n": 0.0}
     views = [_view(r, corpus) for r in run.records]
     out: dict[str, Any] = _aggregate(views, ks)
+    interval = f1_interval([v.sample for v in views], resamples, seed)
+    out["f1_ci_low"], out["f1_ci_high"] = interval.low, interval.high
     out["setup_seconds"] = run.setup_seconds
     if run.note:
         out["note"] = run.note
@@ -463,6 +486,59 @@ def score_run(
                 if metric in figures:
                     out[f"group/{name}={value}/{metric}"] = figures[metric]
     return out
+
+
+def _keyed_samples(run: SystemRun, corpus: Corpus) -> dict[tuple[str, int], SetSample]:
+    """The run's samples keyed by (query id, occurrence): pairs runs query by query, and a
+    repeated query id still pairs its n-th occurrence with the other run's n-th."""
+    seen: dict[str, int] = defaultdict(int)
+    out: dict[tuple[str, int], SetSample] = {}
+    for record in run.records:
+        query = record.query
+        out[(query.id, seen[query.id])] = set_sample(
+            query, corpus.dialogues[query.dialogue_id or ""], record.prediction
+        )
+        seen[query.id] += 1
+    return out
+
+
+def compare_with_best_baseline(
+    metrics: dict[str, dict[str, Any]],
+    runs: Sequence[SystemRun],
+    corpus: Corpus,
+    baselines: Collection[str],
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> str | None:
+    """Add to the metrics of every non-baseline run of one table (``metrics``: system -> flat
+    figures, as :func:`score_run` made them) its F1 difference against the best baseline of the
+    table (highest ``f1`` among ``baselines`` that ran) with a paired bootstrap interval over
+    the queries both scored. Returns the best baseline's name, None when no baseline ran."""
+    scored = {r.system: r for r in runs if r.records and "f1" in metrics.get(r.system, {})}
+    candidates = [name for name in scored if name in baselines]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda name: metrics[name]["f1"])  # ties: the first listed
+    reference = _keyed_samples(scored[best], corpus)
+    for name, run in scored.items():
+        if name in baselines:
+            continue
+        mine = _keyed_samples(run, corpus)
+        # Only the queries both scored: a generator system may have read a subset.
+        common = [key for key in mine if key in reference]
+        figures = metrics[name]
+        figures["best_baseline"] = best
+        figures["f1_vs_best_baseline_n"] = float(len(common))
+        if not common:
+            continue
+        diff = paired_f1_difference(
+            [mine[k] for k in common], [reference[k] for k in common], resamples, seed
+        )
+        figures["f1_vs_best_baseline"] = diff.estimate
+        figures["f1_vs_best_baseline_ci_low"] = diff.low
+        figures["f1_vs_best_baseline_ci_high"] = diff.high
+    return best
 
 
 def evaluate(
@@ -483,6 +559,8 @@ def evaluate(
     reader_queries = spread(queries, config.reader_limit)
     subset = len(reader_queries) < len(queries)
     reader_names = {s.name for s in systems if s.reads_with_generator}
+    baselines = {s.name for s in systems if s.baseline}
+    bootstrap = {"resamples": config.bootstrap_resamples, "seed": config.bootstrap_seed}
     metrics: dict[str, dict[str, dict[str, Any]]] = {}
     runs: dict[str, list[SystemRun]] = {}
     for mode in config.modes:
@@ -493,7 +571,8 @@ def evaluate(
             chosen = reader_queries if system.reads_with_generator else queries
             run = run_system(system, chosen, corpus, mode)
             runs[key].append(run)
-            metrics[key][system.name] = score_run(run, corpus, groupers, config.ks)
+            metrics[key][system.name] = score_run(run, corpus, groupers, config.ks, **bootstrap)
+        compare_with_best_baseline(metrics[key], runs[key], corpus, baselines, **bootstrap)
         for system_name, reason in (skipped or {}).items():
             metrics[key][system_name] = {"skipped": reason}
         if subset and any(r.records for r in runs[key] if r.system in reader_names):
@@ -503,8 +582,12 @@ def evaluate(
             sub_key = f"{name}-{READER_SUBSET}/{mode}"
             runs[sub_key] = [_only(run, ids) for run in runs[key]]
             metrics[sub_key] = {
-                run.system: score_run(run, corpus, groupers, config.ks) for run in runs[sub_key]
+                run.system: score_run(run, corpus, groupers, config.ks, **bootstrap)
+                for run in runs[sub_key]
             }
+            compare_with_best_baseline(
+                metrics[sub_key], runs[sub_key], corpus, baselines, **bootstrap
+            )
     return EvalOutput(metrics, runs)
 
 

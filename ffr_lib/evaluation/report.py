@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ffr_lib.evaluation.bootstrap import RESAMPLES
 from ffr_lib.evaluation.systems import SYSTEMS
 from ffr_lib.reporting import markdown_table
 from ffr_lib.settings import REPORTS_DIR
@@ -93,6 +94,59 @@ def _fmt(value: Any, key: str) -> str:
     if key.startswith("latency"):
         return f"{value:.1f}"
     return f"{value:.3f}"
+
+
+def _interval(m: Mapping[str, Any], prefix: str) -> str | None:
+    """``[low, high]`` of ``<prefix>_ci_low`` / ``_ci_high``; None when the run has none (a
+    metrics.json written before the intervals existed)."""
+    low, high = m.get(f"{prefix}_ci_low"), m.get(f"{prefix}_ci_high")
+    if not isinstance(low, int | float) or not isinstance(high, int | float):
+        return None
+    if math.isnan(low) or math.isnan(high):
+        return None
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def _headline(m: Mapping[str, Any], key: str) -> str:
+    """A headline cell; F1 carries its bootstrap interval when the run has one."""
+    cell = _fmt(m.get(key), key)
+    interval = _interval(m, "f1") if key == "f1" and "f1" in m else None
+    return f"{cell} {interval}" if interval else cell
+
+
+def baseline_differences(ran: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The table of F1 differences against the best baseline (paired bootstrap), or [] when no
+    system of the table has one."""
+    rows = []
+    for s, m in ran.items():
+        diff = m.get("f1_vs_best_baseline")
+        if not isinstance(diff, int | float) or math.isnan(diff):
+            continue
+        interval = _interval(m, "f1_vs_best_baseline")
+        low, high = m.get("f1_vs_best_baseline_ci_low"), m.get("f1_vs_best_baseline_ci_high")
+        # The interval, not the point difference, says whether the gap is more than noise.
+        verdict = "-"
+        if interval:
+            verdict = "above 0" if low > 0 else "below 0" if high < 0 else "contains 0"
+        rows.append(
+            [
+                s,
+                str(m.get("best_baseline", "-")),
+                f"{diff:+.3f}",
+                interval or "-",
+                _fmt(m.get("f1_vs_best_baseline_n"), "n"),
+                verdict,
+            ]
+        )
+    if not rows:
+        return []
+    return [
+        "F1 difference against the best baseline (paired bootstrap over the queries both "
+        "scored, 95% CI):",
+        "",
+        *markdown_table(["system", "best baseline", "ΔF1", "95% CI", "n paired", "CI vs 0"], rows),
+        "",
+    ]
 
 
 def _ran(per_system: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -187,9 +241,10 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
         if ran:
             out += markdown_table(
                 ["system", *(t for _, t in keys)],
-                [[s, *(_fmt(m.get(k), k) for k, _ in keys)] for s, m in ran.items()],
+                [[s, *(_headline(m, k) for k, _ in keys)] for s, m in ran.items()],
             )
             out.append("")
+            out += baseline_differences(ran)
             for caption, columns in (
                 ("Micro precision / recall / F1 / MCC per modality and joint:", MODALITY),
                 ("Ranking (utterances; negative queries left out):", RANKING),
@@ -258,9 +313,11 @@ def render_markdown(metrics: Metrics, title: str = "FFR evaluation") -> str:
         out.append("")
     out += [
         "Metrics: F1/MCC are the reference micro figures of the final pick (joint = mean of "
-        "utterance and image), macro F1 and EM per query; R@K counts gold utterances in the "
-        "first K utterances returned, fR@K in the first K units (fragments); dlg@1 = gold "
-        "dialogue ranked first; abstain = negative queries answered with nothing.",
+        "utterance and image), F1's brackets its 95% bootstrap interval (queries resampled "
+        f"with replacement, {RESAMPLES} times by default), macro F1 and EM per query; R@K "
+        "counts gold utterances in the first K utterances returned, fR@K in the first K units "
+        "(fragments); dlg@1 = gold dialogue ranked first; abstain = negative queries answered "
+        "with nothing.",
         "",
     ]
     return "\n".join(out)

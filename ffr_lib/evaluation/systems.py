@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class SystemEntry(Entry):
     """A registered system; ``factory(options: SystemOptions) -> System``. ``default``: run when
-    no system is named."""
+    no system is named. ``baseline``: a reference system; the report compares each of FFR's own
+    systems with the best baseline of its table (paired bootstrap of the F1 difference)."""
 
     default: bool = True
+    baseline: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,14 +56,17 @@ SYSTEMS: Registry[SystemEntry] = Registry(
             "BM25 (bm25s) over utterances; pick = the top 3 with a positive score in the top "
             "dialogue",
             f"{_B}:make_bm25_utterances",
+            baseline=True,
         ),
         "bm25-frag": SystemEntry(
             "BM25 over the indexed fragments; pick = the top fragment",
             f"{_B}:make_bm25_fragments",
+            baseline=True,
         ),
         "dense-minilm": SystemEntry(
             "zero-shot base MiniLM over utterances (cosine); pick = the top 3 in the top dialogue",
             f"{_B}:make_dense_minilm",
+            baseline=True,
         ),
         "fem": SystemEntry(
             "FEM alone (ffr.search_fragments); pick = all of the top fragment",
@@ -100,14 +105,17 @@ SYSTEMS: Registry[SystemEntry] = Registry(
         "position-prior": SystemEntry(
             "the gold's typical position and length, fitted on other queries",
             f"{_B}:make_position_prior",
+            baseline=True,
         ),
         "overlap-window": SystemEntry(
             "the window sharing the most query words",
             f"{_B}:make_overlap_window",
+            baseline=True,
         ),
         "minilm-window": SystemEntry(
             "the run of consecutive utterances most similar to the query (MiniLM)",
             f"{_B}:make_minilm_window",
+            baseline=True,
         ),
     },
 )
@@ -118,6 +126,8 @@ SYSTEM_NAMES: tuple[str, ...] = tuple(n for n, e in SYSTEMS.entries.items() if e
 OPTIONAL_SYSTEM_NAMES: tuple[str, ...] = tuple(
     n for n, e in SYSTEMS.entries.items() if not e.default
 )
+#: The reference systems FFR's own are compared with.
+BASELINE_NAMES: tuple[str, ...] = tuple(n for n, e in SYSTEMS.entries.items() if e.baseline)
 
 
 def systems_help() -> str:
@@ -133,6 +143,7 @@ def build_system(name: str, options: SystemOptions | None = None) -> System:
     entry = SYSTEMS.entry(name)
     system = SYSTEMS.factory(name)(options or SystemOptions())
     system.name, system.description = name, entry.description
+    system.baseline = entry.baseline
     return system
 
 
@@ -151,6 +162,7 @@ def build_systems(
 
 
 __all__ = [
+    "BASELINE_NAMES",
     "OPTIONAL_SYSTEM_NAMES",
     "SYSTEMS",
     "SYSTEM_NAMES",
