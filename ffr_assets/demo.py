@@ -18,7 +18,7 @@ STEPS = (
     ("raw_dialogues", "read PhotoChat + chitchat, validate, upsert into Postgres"),
     ("mldr_splits", "build MLDR-style long dialogues with queries; train/val/test"),
     ("fragments", "cut every dialogue batch into fragments"),
-    ("fem_checkpoint", "fine-tune the Fragment Embedding Model; MLflow registry"),
+    ("fem_checkpoint", "fine-tune the Fragment Embedding Model (MLDR + QMSum); MLflow registry"),
     ("fragment_index", "embed fragments, COPY into pgvector, HNSW"),
     ("reader_checkpoint", "train the fine-stage reader (MLDR + QMSum spans); MLflow registry"),
     ("f2rvlm_sft", "F2RVLM cold-start SFT (LoRA)"),
@@ -35,6 +35,13 @@ DEMO_EVAL_QUERIES = 20
 #: (query, fragment) pairs the demo fine-tunes the FEM on: 20 steps of 16, fewer than the
 #: library default (`FemTrainConfig.max_pairs`) to keep the demo's FEM step to a few CPU minutes.
 DEMO_FEM_PAIRS = 320
+#: QMSum meetings the demo's FEM trains on (5 meetings, 3,499 turns: 25 pairs, 2 more steps) and
+#: is gated on (5 meetings, 4,261 turns: 21 queries, 509 fragments). Cutting a meeting embeds
+#: every turn (TextTiling), and judging embeds every val fragment with both models: measured on
+#: the 2-core machine with other work beside it, 52 + 50 s cutting, 21 s training, 58 s judging
+#: (20 train meetings would cut for ~170 s). The library default trains on up to 512 pairs from
+#: all 162 train meetings and gates on all 35 val meetings.
+DEMO_FEM_QMSUM = {"qmsum_train_meetings": 5, "qmsum_val_meetings": 5}
 #: Every default system but `f2rvlm-sft` (the SFT stage alone, ~2 min more): `ffr eval` runs it.
 DEMO_SYSTEMS = [name for name in SYSTEM_NAMES if name != "f2rvlm-sft"]
 
@@ -68,8 +75,9 @@ def run_config(args: argparse.Namespace) -> dict:
     ops: dict = {
         # --sources: fewer PhotoChat dialogues for a quicker try (None = all, the default).
         "mldr_splits": {"config": {"max_sources": args.sources}},
-        # Sized for the demo (DEMO_FEM_PAIRS above).
-        "fem_checkpoint": {"config": {"max_pairs": DEMO_FEM_PAIRS}},
+        # Sized for the demo (DEMO_FEM_PAIRS and DEMO_FEM_QMSUM above; QMSum only when its
+        # folder is present, FFR_QMSUM_DIR).
+        "fem_checkpoint": {"config": {"max_pairs": DEMO_FEM_PAIRS, **DEMO_FEM_QMSUM}},
         # Every turn of a meeting the reader reads is embedded: 30 QMSum train meetings (of
         # 162), 1,500 queries per source and 10 val meetings keep its step to a few CPU minutes
         # (`reader_checkpoint` alone trains and judges on everything).

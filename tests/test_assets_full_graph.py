@@ -51,7 +51,7 @@ def search_examples() -> list[list[str]]:
     ]
 
 
-def test_f2rvlm_assets_train_and_chain_adapters(db_url: str, ffr_home: Path) -> None:
+def test_f2rvlm_assets_train_and_chain_adapters(db_url: str, ffr_home: Path, monkeypatch) -> None:
     instance = DagsterInstance.ephemeral()
     resources = {"database": DatabaseResource(url=db_url), "mlflow": MlflowResource()}
     tiny = {"config": {"profile": "tiny"}}
@@ -95,7 +95,9 @@ def test_f2rvlm_assets_train_and_chain_adapters(db_url: str, ffr_home: Path) -> 
     assert check.metadata["finite"].value is True
     assert check.metadata["tensors"].value > 0
 
-    # The retrieval half and the report, on the val batch.
+    # The retrieval half and the report, on the val batch. The FEM trains and is gated on the
+    # tiny QMSum meetings of the reader fixtures (never the real folder: hermetic and quick).
+    monkeypatch.setenv("FFR_QMSUM_DIR", str(Path(__file__).parent / "fixtures/readers/qmsum"))
     everything = list(defs.assets) + list(defs.asset_checks or [])
     windows = {"fragments": {"config": {"segmenter": "windows"}}}
     for step, partition, ops in (

@@ -17,6 +17,7 @@ from ffr_lib.data.canonical import write_canonical
 from ffr_lib.index.search import search
 
 SMALL_FEM = {"config": {"max_pairs": 24, "batch_size": 8, "val_queries": 30}}
+QMSUM = Path(__file__).parent / "fixtures" / "readers" / "qmsum"
 
 
 def _assets():
@@ -59,6 +60,8 @@ def test_index_batches_and_inbox_file_becomes_searchable(
             partition_key=batch,
             run_config={"ops": {"fragments": {"config": {"segmenter": "windows"}}}},
         ).success
+    # The FEM trains and is gated on QMSum too: the three tiny meetings of the reader fixtures.
+    monkeypatch.setenv("FFR_QMSUM_DIR", str(QMSUM))
     fem = materialize(
         _assets(),
         selection=["fem_checkpoint"],
@@ -69,7 +72,14 @@ def test_index_batches_and_inbox_file_becomes_searchable(
     assert fem.success
     summary = fem.output_for_node("fem_checkpoint")
     assert summary["run_id"] and summary["alias"] in ("champion", "challenger")
-    assert {"val", "questions"} <= set(summary["report"])
+    assert {"val", "questions", "qmsum_val"} <= set(summary["report"])
+    assert summary["pairs_by_source"]["qmsum"] == 2
+    metadata = fem.asset_materializations_for_node("fem_checkpoint")[0].metadata
+    assert metadata["qmsum"].value["val"] == {"meetings": 2, "queries": 5}
+    assert "qmsum_val/tuned/recall@10" in metadata
+    check = fem.get_asset_check_evaluations()[0]
+    assert any(r.startswith("qmsum_val: tuned") for r in check.metadata["reasons"].value)
+    assert set(check.metadata["qmsum_val"].value) == {"base", "tuned", "delta"}
 
     indexed = materialize(
         _assets(),

@@ -9,6 +9,9 @@ def test_run_config_sizes_the_demo() -> None:
     ops = run_config(_parse([]))["ops"]
     assert ops["evaluation_report"]["config"]["limit"] > 0
     assert ops["fem_checkpoint"]["config"]["max_pairs"] > 0
+    # The FEM trains and is gated on a small QMSum share (every turn of a meeting is embedded).
+    fem = ops["fem_checkpoint"]["config"]
+    assert 0 < fem["qmsum_train_meetings"] <= 10 and 0 < fem["qmsum_val_meetings"] <= 10
     assert run_config(_parse(["--eval-queries", "0"]))["ops"]["evaluation_report"]["config"] == {
         "limit": None,
         "k": 5,

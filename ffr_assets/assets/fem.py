@@ -20,7 +20,7 @@ from dagster import (
 from ffr_assets.config import from_library
 from ffr_assets.partitions import dialogue_batches
 from ffr_assets.resources import DatabaseResource, MlflowResource
-from ffr_lib.fem.stage import FemStageConfig, run_fem
+from ffr_lib.fem.stage import QMSUM_VAL, FemStageConfig, run_fem
 from ffr_lib.fem.train import FemTrainConfig
 from ffr_lib.index.stage import IndexStageConfig, run_index
 
@@ -38,27 +38,34 @@ class FemConfig(Config):
     val_queries: int = from_library(
         FemStageConfig, "val_queries", "val queries scored for the decision"
     )
+    qmsum_train_meetings: int | None = from_library(FemStageConfig, "qmsum_train_meetings")
+    qmsum_pairs: int | None = from_library(FemStageConfig, "qmsum_pairs")
+    qmsum_val_meetings: int | None = from_library(FemStageConfig, "qmsum_val_meetings")
 
 
 @asset(
     group_name="retrieval",
     # Reads the split files (queries, gold), the fragments of the mldr-train and mldr-val
-    # partitions, and stored chitchat dialogues for the out-of-source check.
+    # partitions, stored chitchat dialogues for the out-of-source check and, when present,
+    # QMSum train/val (FFR_QMSUM_DIR).
     deps=["fragments", "mldr_splits", "raw_dialogues"],
     description="The Fragment Embedding Model: the packaged MiniLM fine-tuned contrastively on "
     "(query, gold fragment) pairs of the MLDR train split, the fragments being those the "
-    "`fragments` asset cut for partition mldr-train (what the index serves), with in-batch and "
-    "same-dialogue hard negatives; judged on the mldr-val fragments. Registered in MLflow as "
-    "`ffr-fem`; alias `champion` only when it beats the base model in-domain AND on "
-    "question-style and out-of-source queries, else `challenger` and the base model keeps "
-    "serving.",
+    "`fragments` asset cut for partition mldr-train (what the index serves), and, when the "
+    "QMSum folder is present, on QMSum train's human-marked spans (meetings cut as a new batch "
+    "is), with in-batch and same-dialogue hard negatives; judged on the mldr-val fragments. "
+    "Registered in MLflow as `ffr-fem`; alias `champion` only when it beats the base model "
+    "in-domain AND on question-style, out-of-source and QMSum val queries (QMSum val only when "
+    "present; the check's reasons say when it was not), else `challenger` and the base model "
+    "keeps serving.",
     owners=["team:ffr"],
     kinds={"pytorch", "mlflow"},
     check_specs=[
         AssetCheckSpec(
             "beats_base_model",
             asset="fem_checkpoint",
-            description="fine-tuning beat the base model on every evaluation set",
+            description="fine-tuning beat the base model on every evaluation set (QMSum val "
+            "included when its folder is present)",
         )
     ],
 )
@@ -80,6 +87,9 @@ def fem_checkpoint(
                 max_seq_length=config.max_seq_length,
             ),
             val_queries=config.val_queries,
+            qmsum_train_meetings=config.qmsum_train_meetings,
+            qmsum_pairs=config.qmsum_pairs,
+            qmsum_val_meetings=config.qmsum_val_meetings,
         ),
     )
     for reason in summary["reasons"]:
@@ -93,8 +103,11 @@ def fem_checkpoint(
         "mlflow_run_id": summary["run_id"],
         "registered": f"{summary['model_name']} v{summary['version']} ({summary['alias']})",
         "pairs": summary["pairs"],
+        "pairs_by_source": MetadataValue.json(summary["pairs_by_source"]),
+        "qmsum": MetadataValue.json(summary["qmsum"]),
         "train_fragments": MetadataValue.path(summary["fragments"]["train"]),
         "train_seconds": summary["train_seconds"],
+        "reasons": MetadataValue.json(summary["reasons"]),
         "scores": MetadataValue.json(summary["scores"]),
         "report": MetadataValue.json(summary["report"]),
     }
@@ -105,11 +118,18 @@ def fem_checkpoint(
                 if value is not None:
                     metadata[f"{set_name}/{which}/recall@{k}"] = float(value)
     yield Output(summary, metadata=metadata)
+    qmsum_val = summary["scores"].get(QMSUM_VAL) or {
+        "not checked": summary["qmsum"]["val"].get("skipped", "")
+    }
     yield AssetCheckResult(
         check_name="beats_base_model",
         passed=bool(summary["promoted"]),
         severity=AssetCheckSeverity.WARN,
-        metadata={"reasons": MetadataValue.json(summary["reasons"])},
+        metadata={
+            "reasons": MetadataValue.json(summary["reasons"]),
+            # Real meetings, human questions: the gate the synthetic sets cannot stand in for.
+            QMSUM_VAL: MetadataValue.json(qmsum_val),
+        },
     )
 
 

@@ -9,7 +9,8 @@ definition); MRR is that of the first overlapping fragment.
 
 Guarding general ability: fine-tuning on generated queries can teach the generator's quirks and
 lose what the base model knew. So the comparison also runs on out-of-source sets (dialogues from
-a source the model was not trained on, question-style queries) and :func:`promotion_decision`
+a source the model was not trained on, question-style queries, and real meetings with human
+questions: QMSum val, when its folder is present) and :func:`promotion_decision`
 promotes to ``champion`` only when the fine-tuned model beats the base on every set.
 """
 
@@ -158,11 +159,16 @@ class PromotionDecision(BaseModel):
 def promotion_decision(
     report: Mapping[str, Mapping[str, Mapping[str, float]]],
     policy: PromotionPolicy | None = None,
+    not_checked: Mapping[str, str] | None = None,
 ) -> PromotionDecision:
     """Promote only if the tuned model wins in-domain (by more than ``min_gain``) AND wins on
     every other (out-of-source) set (a loss within ``out_of_source_tolerance`` counts as a
-    win only when that tolerance is set). A missing set or a set without queries blocks
-    promotion: no evidence, no promotion."""
+    win only when that tolerance is set). A missing in-domain set, no other set at all, or a
+    set without queries blocks promotion: no evidence, no promotion.
+
+    ``not_checked`` names optional sets that could not be built, with why (e.g. QMSum val
+    without its folder): each adds a reason line ``<set>: not checked (<why>)`` and does not
+    block promotion; the sets that are present decide."""
     policy = policy or PromotionPolicy()
     scores: dict[str, dict[str, float]] = {}
     reasons: list[str] = []
@@ -195,6 +201,7 @@ def promotion_decision(
             f"{name}: tuned {tuned:.4f} vs base {base:.4f} ({'ok' if won else 'FAIL'}: {need})"
         )
         promote = promote and won
+    reasons += [f"{name}: not checked ({why})" for name, why in (not_checked or {}).items()]
     return PromotionDecision(promote=promote, scores=scores, reasons=reasons)
 
 
