@@ -22,7 +22,7 @@ from ffr_lib.registry import Entry, Registry, UnknownNameError
 
 
 def test_every_registered_name_builds_a_system_reporting_under_it() -> None:
-    assert len(SYSTEMS) == 13
+    assert len(SYSTEMS) == 14
     for name in SYSTEMS:
         system = build_system(name, SystemOptions(model="tiny", k=5))
         assert isinstance(system, System)
@@ -32,7 +32,10 @@ def test_every_registered_name_builds_a_system_reporting_under_it() -> None:
     sft, zero = build_systems(["f2rvlm-sft", "f2rvlm-zero-shot"])
     assert (sft.stage, zero.stage) == ("sft", "zero-shot")
     fem = build_system("fem", SystemOptions(k=7))
-    assert fem.k == 7
+    assert fem.k == 7 and not fem.hybrid
+    hybrid = build_system("hybrid", SystemOptions(k=7))
+    assert hybrid.hybrid and hybrid.modes == ("corpus",)
+    assert hybrid.skip_reason("single") and not hybrid.skip_reason("corpus")
 
 
 def test_default_and_optional_names_come_from_the_registry() -> None:

@@ -4,6 +4,7 @@ offline MiniLM on a small synthetic dataset whose answers sit in known runs."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -12,8 +13,17 @@ import pytest
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
+from ffr_lib.evaluation.metrics import SetSample, set_metrics
 from ffr_lib.models.encoder import TextEncoder
-from ffr_lib.reader.decode import DecodeConfig, best_run, decode, micro_f1, tune_decoding
+from ffr_lib.reader.decode import (
+    DecodeConfig,
+    best_run,
+    compose_answer,
+    decode,
+    joint_f1,
+    micro_f1,
+    tune_decoding,
+)
 from ffr_lib.reader.features import FEATURES, dialogue_features, utterance_texts
 from ffr_lib.reader.model import ReaderWeights, fit_logistic
 from ffr_lib.reader.reader import Reader, runs_of
@@ -102,9 +112,10 @@ TOPICS = {
 FILLER = ["ok", "sure", "haha yes", "what do you mean", "right", "cool", "I see", "fine by me"]
 
 
-def _dataset(n: int, seed: int) -> Dataset:
+def _dataset(n: int, seed: int, images: bool = False) -> Dataset:
     """Dialogues of filler with one topic run each (3-5 turns); one query per dialogue about it,
-    and a negative query about a topic the dialogue does not have."""
+    and a negative query about a topic the dialogue does not have. With ``images``, the run's
+    second turn sends a photo of the topic and a third query asks for that photo only."""
     rng = random.Random(seed)
     dialogues, queries = [], []
     for d in range(n):
@@ -133,6 +144,19 @@ def _dataset(n: int, seed: int) -> Dataset:
                 gold_utterance_ids=list(range(start, start + length)),
             )
         )
+        if images:
+            dialogues[-1].images.append(
+                Image(index=0, utterance_index=start + 1, caption=f"a photo of the {topic}")
+            )
+            queries.append(
+                Query(
+                    id=f"{dialogue_id}-i",
+                    dialogue_id=dialogue_id,
+                    text=f"show me the picture of the {topic}",
+                    type=QueryType.IMAGE_ONLY,
+                    gold_image_ids=[0],
+                )
+            )
         other = next(t for t in sorted(TOPICS) if t != topic)
         queries.append(
             Query(
@@ -200,3 +224,87 @@ def test_no_abstention_is_learned_without_negative_queries() -> None:
         golds.append(list(range(5, 9)))
     config, _ = tune_decoding([(probs, golds)])
     assert config.abstain == 0.0
+
+
+def test_compose_answer_follows_what_the_query_wants() -> None:
+    p = np.array([0.1, 0.9, 0.8, 0.1, 0.6])
+    owners = {0: 2, 1: 4}  # image 0 sent by utterance 2, image 1 by utterance 4
+    # No heads: the runs and the images they sent.
+    assert compose_answer([1, 2], p, owners) == ([1, 2], [0])
+    # The query wants the image, not the lines around it.
+    assert compose_answer([1, 2], p, owners, wants_utterances=0.1, wants_images=0.9) == ([], [0])
+    # It wants lines only: the run's image is left out.
+    assert compose_answer([1, 2], p, owners, wants_utterances=0.9, wants_images=0.1) == ([1, 2], [])
+    # It wants an image the run did not send: the one whose sender is most likely relevant.
+    elsewhere = {0: 3, 1: 4}  # senders 3 (p 0.1) and 4 (p 0.6), both outside the run
+    assert compose_answer([1, 2], p, elsewhere, wants_utterances=0.9, wants_images=0.9) == (
+        [1, 2],
+        [1],
+    )
+    # Lines are never dropped when there is no image to answer with.
+    assert compose_answer([1], p, {}, wants_utterances=0.1, wants_images=0.9) == ([1], [])
+    # The answer head abstains below its threshold.
+    assert compose_answer([1, 2], p, owners, answerable=0.3, answer_min=0.4) == ([], [])
+    assert compose_answer([1, 2], p, owners, answerable=0.5, answer_min=0.4) == ([1, 2], [0])
+
+
+def test_joint_f1_is_the_evaluations_headline_f1() -> None:
+    rng = random.Random(3)
+    samples = []
+    for _ in range(40):
+        gu = sorted(rng.sample(range(10), rng.randint(0, 3)))
+        gi = sorted(rng.sample(range(3), rng.randint(0, 1)))
+        pu = sorted(rng.sample(range(10), rng.randint(0, 4)))
+        pi = sorted(rng.sample(range(3), rng.randint(0, 2)))
+        samples.append((pu, pi, gu, gi))
+    expected = set_metrics(
+        [SetSample(pu, pi, gu, gi, n_utterances=10, n_images=3) for pu, pi, gu, gi in samples]
+    ).f1
+    assert joint_f1(samples) == pytest.approx(expected)
+    # Without images anywhere the utterances decide alone.
+    text_only = [(pu, [], gu, []) for pu, _pi, gu, _gi in samples]
+    assert joint_f1(text_only) == pytest.approx(micro_f1((pu, gu) for pu, _i, gu, _g in text_only))
+
+
+def test_a_checkpoint_without_heads_reads_as_before(tmp_path: Path) -> None:
+    weights = ReaderWeights(
+        mean=[0.0] * len(FEATURES),
+        scale=[1.0] * len(FEATURES),
+        coef=[0.0] * len(FEATURES),
+        intercept=0.0,
+    )
+    path = weights.save(tmp_path / "reader.json")
+    payload = json.loads(path.read_text())
+    del payload["heads"]  # as written before the query-level heads existed
+    path.write_text(json.dumps(payload))
+    loaded = ReaderWeights.load(path)
+    assert loaded.heads.utterances is None and loaded.heads.answer is None
+
+
+@pytest.mark.slow
+def test_trained_heads_answer_a_photo_request_with_the_photo() -> None:
+    encoder = TextEncoder.get("minilm")
+    weights = train_reader(
+        {"toy": _dataset(60, seed=1, images=True)},
+        ReaderTrainConfig(holdout_share=0.3),
+        encoder=encoder,
+    )
+    heads = weights.heads
+    assert heads.utterances is not None and heads.images is not None
+    assert heads.answer is not None  # the negatives taught it
+    assert weights.metrics["toy/held_joint_f1"] > 0.6
+    reader = Reader(weights, encoder)
+    unseen = _dataset(20, seed=2, images=True)
+    by_id = unseen.dialogue_by_id()
+    photo = [q for q in unseen.queries if q.type == QueryType.IMAGE_ONLY]
+    talk = [q for q in unseen.queries if q.type == QueryType.UTTERANCE_ONLY]
+    photo_answers = [reader.read(q.text, by_id[q.dialogue_id]) for q in photo]
+    talk_answers = [reader.read(q.text, by_id[q.dialogue_id]) for q in talk]
+    # A photo request names the photo and (mostly) leaves the lines out; a question about the
+    # talk answers with lines and (mostly) no photo.
+    assert sum(a.image_ids == [0] for a in photo_answers) >= 16
+    assert sum(not a.utterance_ids for a in photo_answers) >= 14
+    assert sum(bool(a.utterance_ids) for a in talk_answers) >= 18
+    assert sum(not a.image_ids for a in talk_answers) >= 14
+    # The run that located the photo is still there as its context.
+    assert all(a.runs for a in photo_answers if a.image_ids)

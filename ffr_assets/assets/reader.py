@@ -81,7 +81,7 @@ def reader_checkpoint(context: AssetExecutionContext, config: ReaderConfig, mlfl
         "train_seconds": summary["seconds"],
     }
     for set_name, scores in summary["val"].items():
-        for key in ("micro_f1", "macro_f1", "abstain_rate"):
+        for key in ("f1", "micro_f1", "macro_f1", "abstain_rate"):
             value = scores.get(key)
             if isinstance(value, float) and value == value:  # NaN when no negative queries
                 metadata[f"{set_name}/{key}"] = value

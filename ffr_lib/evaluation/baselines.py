@@ -63,12 +63,12 @@ def span_prediction(
     utterance_ids: Sequence[int],
     units: list[RankedFragment],
     score: float = 1.0,
+    image_ids: Sequence[int] | None = None,
 ) -> Prediction:
-    """A single-dialogue prediction: the pick ``utterance_ids`` (+ their images), empty when
-    none; ``units`` ranked for the ranking metrics."""
-    pick = RankedFragment(
-        dialogue.id, sorted(utterance_ids), _owned(dialogue, utterance_ids), score
-    )
+    """A single-dialogue prediction: the pick ``utterance_ids`` and ``image_ids`` (default: the
+    images those utterances sent), empty when none; ``units`` ranked for the ranking metrics."""
+    images = _owned(dialogue, utterance_ids) if image_ids is None else sorted(image_ids)
+    pick = RankedFragment(dialogue.id, sorted(utterance_ids), images, score)
     return Prediction(dialogues=merge_per_dialogue([pick]), units=units)
 
 
@@ -245,12 +245,13 @@ class BM25Fragments(System):
         return Prediction(merge_per_dialogue(units[:1]), units, timings)
 
 
-def recall_pipeline(corpus: Corpus, k: int) -> FFRSPipeline | None:
-    """FFRS's recall stage over the corpus's own index (no fine stage); None without an index."""
+def recall_pipeline(corpus: Corpus, k: int, hybrid: bool = False) -> FFRSPipeline | None:
+    """FFRS's recall stage over the corpus's own index (no fine stage; ``hybrid``: through
+    ``ffr.hybrid_search``); None without an index."""
     if corpus.encoder is None or not corpus.fragments:
         return None
     return FFRSPipeline(
-        FFRSConfig(k=k, stage2="fragment"),
+        FFRSConfig(k=k, stage2="fragment", hybrid=hybrid),
         encoder=corpus.encoder,
         url=corpus.url,
         dialogues=corpus.dialogues,
@@ -258,13 +259,14 @@ def recall_pipeline(corpus: Corpus, k: int) -> FFRSPipeline | None:
 
 
 class FEMOnly(System):
-    """FEM alone: the fragment index's top fragment, all of it."""
+    """FEM alone: the fragment index's top fragment, all of it (``hybrid``: ranked by
+    ``ffr.hybrid_search``, full-text and FEM fused)."""
 
-    def __init__(self, k: int = 20) -> None:
-        self.k = k
+    def __init__(self, k: int = 20, hybrid: bool = False) -> None:
+        self.k, self.hybrid = k, hybrid
 
     def setup(self, corpus: Corpus) -> None:
-        self.pipeline = recall_pipeline(corpus, self.k)
+        self.pipeline = recall_pipeline(corpus, self.k, self.hybrid)
         if self.pipeline is None:
             raise SystemSkipped("no fragment index for this corpus (Corpus.prepare not run)")
 
@@ -508,7 +510,9 @@ class TrainedReader(System):
         p = answer.probabilities
         order = [int(i) for i in np.argsort(-p, kind="stable")] if len(p) else []
         units = [utterance_unit(dialogue, i, p[i]) for i in order]
-        return span_prediction(dialogue, answer.utterance_ids, units, answer.score)
+        return span_prediction(
+            dialogue, answer.utterance_ids, units, answer.score, image_ids=answer.image_ids
+        )
 
     def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
         timings: dict[str, float] = {}
@@ -546,6 +550,12 @@ def make_dense_minilm(options: SystemOptions) -> System:
 
 def make_fem(options: SystemOptions) -> System:
     return FEMOnly(options.k)
+
+
+def make_hybrid(options: SystemOptions) -> System:
+    system = FEMOnly(options.k, hybrid=True)
+    system.modes = ("corpus",)  # one dialogue is a filtered search: vector-only, as `fem`
+    return system
 
 
 def make_ffrs_fragment(options: SystemOptions) -> System:

@@ -72,6 +72,12 @@ SYSTEMS: Registry[SystemEntry] = Registry(
             "FEM alone (ffr.search_fragments); pick = all of the top fragment",
             f"{_B}:make_fem",
         ),
+        "hybrid": SystemEntry(
+            "FFRS's recall stage through ffr.hybrid_search (full-text + FEM, reciprocal rank "
+            "fusion): the top fragment, all of it (corpus queries; a single dialogue is "
+            "filtered, and filtered search is vector-only)",
+            f"{_B}:make_hybrid",
+        ),
         "ffrs-fragment": SystemEntry(
             "FFRS without F2RVLM: the whole recalled fragments, merged per dialogue",
             f"{_B}:make_ffrs_fragment",

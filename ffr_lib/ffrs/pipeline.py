@@ -330,7 +330,9 @@ class FFRSPipeline:
                             utterance_ids=run.utterance_ids,
                             image_ids=run.image_ids,
                             score=best[dialogue_id],
-                            picked_utterance_ids=run.utterance_ids,
+                            picked_utterance_ids=(
+                                run.utterance_ids if run.utterances_answered else []
+                            ),
                             picked_image_ids=run.image_ids,
                             confidence=run.score,
                         )

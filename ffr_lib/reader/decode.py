@@ -118,3 +118,59 @@ def tune_decoding(
                 if score > best_score + 1e-9:
                     best, best_score = base.model_copy(update={"abstain": abstain}), score
     return best, best_score
+
+
+# ----------------------------------------------------------------------------- query-level heads
+
+
+def compose_answer(
+    ids: Sequence[int],
+    probabilities: np.ndarray,
+    image_owners: dict[int, int],
+    *,
+    wants_utterances: float | None = None,
+    wants_images: float | None = None,
+    answerable: float | None = None,
+    utterances_min: float = 0.5,
+    images_min: float = 0.5,
+    answer_min: float = 0.0,
+) -> tuple[list[int], list[int]]:
+    """(utterance ids, image ids) of the answer, from the decoded runs ``ids`` and the
+    query-level heads (None = no such head: the runs decide alone).
+
+    ``image_owners`` maps each image id of the dialogue to the utterance that sent it. The
+    images of the runs are named when the query wants an image; when it wants one and the runs
+    sent none, the image whose sender is most likely relevant. The run's utterances are left
+    out only when the query wants an image but not the lines around it, and there is an image
+    to answer with. Nothing is answered when the answer head says the dialogue does not hold
+    the answer."""
+    if not len(ids) or (answerable is not None and answerable < answer_min):
+        return [], []
+    chosen = set(ids)
+    images = sorted(j for j, owner in image_owners.items() if owner in chosen)
+    if wants_images is not None and image_owners:
+        if wants_images < images_min:
+            images = []
+        elif not images:
+            images = [max(image_owners, key=lambda j: (probabilities[image_owners[j]], -j))]
+    utterances = sorted(chosen)
+    if wants_utterances is not None and images and wants_utterances < utterances_min:
+        utterances = []
+    return utterances, images
+
+
+def joint_f1(
+    samples: Iterable[tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]]],
+) -> float:
+    """The evaluation's headline F1 on (pred utterances, pred images, gold utterances, gold
+    images) samples: micro F1 per modality, averaged over the modalities that occur."""
+    counts = np.zeros((2, 3))  # [utterances, images] x [tp, fp, fn]
+    for pred_u, pred_i, gold_u, gold_i in samples:
+        for row, (pred, gold) in enumerate(((pred_u, gold_u), (pred_i, gold_i))):
+            p, g = set(pred), set(gold)
+            counts[row] += (len(p & g), len(p - g), len(g - p))
+    f1s = [2 * tp / (2 * tp + fp + fn) if tp else 0.0 for tp, fp, fn in counts if tp + fp + fn > 0]
+    return float(np.mean(f1s)) if f1s else 0.0
+
+
+HEAD_THRESHOLDS: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)

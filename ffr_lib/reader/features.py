@@ -115,6 +115,42 @@ def dialogue_features(
     return np.stack(columns, axis=1).astype(np.float32)
 
 
+#: What the answer head reads of one (query, dialogue): how strongly the best utterance matches
+#: (the scorer, the encoder, BM25) and how many of the query's content words occur in the
+#: dialogue at all (speaker names aside): a chat that never mentions the query's subject is
+#: unlikely to answer it.
+EVIDENCE: tuple[str, ...] = ("max_probability", "max_cosine", "max_bm25", "coverage", "log_turns")
+
+
+def query_evidence(
+    query: str,
+    dialogue: Dialogue,
+    probabilities: np.ndarray,
+    cosine: np.ndarray,
+    bm25: np.ndarray,
+) -> np.ndarray:
+    """[len(EVIDENCE)] evidence that ``dialogue`` answers ``query``."""
+    n = len(dialogue.utterances)
+    if n == 0:
+        return np.zeros(len(EVIDENCE), np.float32)
+    speakers = {u.speaker.lower() for u in dialogue.utterances}
+    asked = {s for s in content_stems(query) if s not in speakers}
+    said: set[str] = set()
+    for text in utterance_texts(dialogue):
+        said |= content_stems(text)
+    coverage = len(asked & said) / len(asked) if asked else 1.0
+    return np.array(
+        [
+            float(np.max(probabilities)),
+            float(np.max(cosine)),
+            float(np.max(bm25)),
+            coverage,
+            float(np.log1p(n)),
+        ],
+        np.float32,
+    )
+
+
 def gold_mask(n: int, gold: Sequence[int]) -> np.ndarray:
     """1.0 where the utterance is gold."""
     mask = np.zeros(n, np.float32)

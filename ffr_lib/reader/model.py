@@ -18,6 +18,48 @@ from ffr_lib.reader.features import FEATURES
 FORMAT = "ffr-reader/1"
 
 
+class Logistic(BaseModel):
+    """One logistic regression over standardised inputs (the query-level heads)."""
+
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        z = (np.asarray(x, float) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+
+    @classmethod
+    def fit(
+        cls, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, l2: float = 1.0
+    ) -> Logistic:
+        mean, scale, coef, intercept = fit_logistic(x, y, weights, l2=l2)
+        return cls(
+            mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept
+        )
+
+
+class QueryHeads(BaseModel):
+    """What the query asks for, decided once per query: its words say whether it wants
+    utterances, an image, or both ("the photo of the dog" wants the image, not the lines around
+    it), and the evidence in the dialogue says whether it is answered there at all. Each head is
+    None when its training data could not teach it (no image queries, no negative queries)."""
+
+    utterances: Logistic | None = Field(
+        None, description="P(the answer has utterances) from the query vector"
+    )
+    images: Logistic | None = Field(
+        None, description="P(the answer has images) from the query vector"
+    )
+    answer: Logistic | None = Field(
+        None, description="P(the dialogue answers the query) from its evidence (query_evidence)"
+    )
+    utterances_min: float = Field(0.5, ge=0, le=1, description="keep utterances above this")
+    images_min: float = Field(0.5, ge=0, le=1, description="name images above this")
+    answer_min: float = Field(0.0, ge=0, le=1, description="abstain below this")
+
+
 class ReaderWeights(BaseModel):
     """Everything needed to score and decode: one checkpoint."""
 
@@ -39,6 +81,9 @@ class ReaderWeights(BaseModel):
         "year-long chats: their answers are longer runs among many more turns)",
     )
     encoder: str = Field("minilm", description="dense encoder the features were computed with")
+    heads: QueryHeads = Field(
+        default_factory=QueryHeads, description="query-level decisions (none in old checkpoints)"
+    )
     metrics: dict[str, Any] = Field(default_factory=dict)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:

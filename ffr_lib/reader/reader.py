@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from ffr_lib.data.model import Dialogue
+from ffr_lib.mldr.difficulty import bm25_scores
 from ffr_lib.models.encoder import TextEncoder
-from ffr_lib.reader.decode import decode
-from ffr_lib.reader.features import dialogue_features, utterance_texts
-from ffr_lib.reader.model import ReaderWeights
+from ffr_lib.reader.decode import compose_answer, decode
+from ffr_lib.reader.features import dialogue_features, query_evidence, utterance_texts
+from ffr_lib.reader.model import Logistic, ReaderWeights
 
 
 @dataclass
@@ -29,10 +30,23 @@ class Run:
     end: int
     score: float
     image_ids: list[int] = field(default_factory=list)
+    #: False when the query wants the run's image, not its lines: the lines are context only.
+    utterances_answered: bool = True
 
     @property
     def utterance_ids(self) -> list[int]:
         return list(range(self.start, self.end + 1))
+
+
+@dataclass
+class Scored:
+    """One dialogue scored for one query: per-utterance probabilities, encoder cosines and BM25
+    scores, and the query's vector (what the query-level heads read)."""
+
+    probabilities: np.ndarray
+    cosine: np.ndarray
+    bm25: np.ndarray
+    query_vector: np.ndarray
 
 
 @dataclass
@@ -90,17 +104,55 @@ class Reader:
             ReaderWeights.load(folder / "reader.json" if folder.is_dir() else folder), encoder
         )
 
-    def probabilities(self, query: str, dialogue: Dialogue) -> np.ndarray:
+    def score(self, query: str, dialogue: Dialogue) -> Scored:
+        """Every utterance's probability, and what the query-level heads read."""
         if not dialogue.utterances:
-            return np.zeros(0)
-        vectors = self.encoder.encode(utterance_texts(dialogue))
-        query_vector = self.encoder.encode([query])[0]
-        features = dialogue_features(query, dialogue, vectors, query_vector)
-        return self.weights.probabilities(features)
+            return Scored(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
+        vectors = np.asarray(self.encoder.encode(utterance_texts(dialogue)), float)
+        query_vector = np.asarray(self.encoder.encode([query])[0], float)
+        bm25 = bm25_scores(query, dialogue)
+        features = dialogue_features(query, dialogue, vectors, query_vector, bm25=bm25)
+        return Scored(
+            self.weights.probabilities(features), vectors @ query_vector, bm25, query_vector
+        )
+
+    def probabilities(self, query: str, dialogue: Dialogue) -> np.ndarray:
+        return self.score(query, dialogue).probabilities
 
     def read(self, query: str, dialogue: Dialogue) -> ReaderAnswer:
-        p = self.probabilities(query, dialogue)
+        scored = self.score(query, dialogue)
+        p = scored.probabilities
         ids = decode(p, self.weights.decoding_for(len(p)))
-        runs = runs_of(ids, p, dialogue)
-        images = sorted(i for run in runs for i in run.image_ids)
-        return ReaderAnswer(ids, images, runs, p)
+        heads = self.weights.heads
+        answerable = None
+        if heads.answer is not None and len(p):
+            evidence = query_evidence(query, dialogue, p, scored.cosine, scored.bm25)
+            answerable = float(heads.answer.probability(evidence[None])[0])
+
+        def wants(head: Logistic | None) -> float | None:
+            if head is None or not len(p):
+                return None
+            return float(head.probability(scored.query_vector[None])[0])
+
+        utterance_ids, image_ids = compose_answer(
+            ids,
+            p,
+            {im.index: im.utterance_index for im in dialogue.images},
+            wants_utterances=wants(heads.utterances),
+            wants_images=wants(heads.images),
+            answerable=answerable,
+            utterances_min=heads.utterances_min,
+            images_min=heads.images_min,
+            answer_min=heads.answer_min,
+        )
+        # The runs shown are those the answer came from (an image-only answer keeps its run as
+        # the context that located the image).
+        runs = runs_of(list(ids) if (utterance_ids or image_ids) else [], p, dialogue)
+        named = set(image_ids)
+        for run in runs:
+            run.image_ids = [j for j in run.image_ids if j in named]
+            run.utterances_answered = bool(utterance_ids)
+        elsewhere = sorted(named - {j for run in runs for j in run.image_ids})
+        if elsewhere and runs:  # an image the runs did not send: it answers with the best run
+            runs[0].image_ids = sorted(runs[0].image_ids + elsewhere)
+        return ReaderAnswer(utterance_ids, image_ids, runs, p)

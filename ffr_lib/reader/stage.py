@@ -26,7 +26,7 @@ from ffr_lib.data.readers.qmsum import read_qmsum
 from ffr_lib.data.sampling import spread
 from ffr_lib.mldr.stage import load_split
 from ffr_lib.models.encoder import TextEncoder
-from ffr_lib.reader.decode import micro_f1
+from ffr_lib.reader.decode import joint_f1, micro_f1
 from ffr_lib.reader.model import ReaderWeights
 from ffr_lib.reader.reader import Reader
 from ffr_lib.reader.train import ReaderTrainConfig, train_reader
@@ -77,22 +77,40 @@ def _sample(dataset: Dataset, queries: int | None, dialogues: int | None = None)
 
 
 def reader_f1(reader: Reader, dataset: Dataset) -> dict[str, float]:
-    """Micro and macro F1 over utterances of ``reader`` on every query of ``dataset`` (negative
-    queries: empty gold), and its answer rates."""
+    """F1 of ``reader`` on every query of ``dataset`` (negative queries: empty gold): ``f1`` is
+    the evaluation's headline (micro F1 per modality, averaged over utterances and images),
+    ``micro_f1`` / ``macro_f1`` are over utterances, an image's gold counting as its sender;
+    and the share of negative queries it abstains on."""
     by_id = dataset.dialogue_by_id()
     gold_of = {q.id: gold for q, _d, gold in answerable(dataset)}
-    pairs, per_query = [], []
+    pairs, per_query, joint = [], [], []
     negatives = abstained = 0
     for query in dataset.queries:
-        gold = sorted(gold_of.get(query.id, set())) if query.type != QueryType.NEGATIVE else []
-        answer = reader.read(query.text, by_id[query.dialogue_id]).utterance_ids
-        pairs.append((answer, gold))
+        negative = query.type == QueryType.NEGATIVE
+        gold = [] if negative else sorted(gold_of.get(query.id, set()))
+        dialogue = by_id[query.dialogue_id]
+        answer = reader.read(query.text, dialogue)
+        # What the answer covers, in the same currency as the gold: its images count as
+        # their senders.
+        covered = set(answer.utterance_ids) | {
+            im.utterance_index for im in dialogue.images if im.index in set(answer.image_ids)
+        }
+        pairs.append((covered, gold))
+        joint.append(
+            (
+                answer.utterance_ids,
+                answer.image_ids,
+                [] if negative else query.gold_utterance_ids,
+                [] if negative else query.gold_image_ids,
+            )
+        )
         if gold:
-            per_query.append(micro_f1([(answer, gold)]))
+            per_query.append(micro_f1([(covered, gold)]))
         else:
             negatives += 1
-            abstained += not answer
+            abstained += not (answer.utterance_ids or answer.image_ids)
     return {
+        "f1": round(joint_f1(joint), 4),
         "micro_f1": round(micro_f1(pairs), 4),
         "macro_f1": round(float(np.mean(per_query)) if per_query else 0.0, 4),
         "queries": len(pairs),
@@ -149,17 +167,13 @@ def run_reader(config: ReaderStageConfig | None = None) -> dict[str, Any]:
     if champion_file is not None:
         champion = Reader(ReaderWeights.load(champion_file), encoder)
         champion_scores = {name: reader_f1(champion, data) for name, data in sets.items()}
-    wins = {
-        name: scores[name]["micro_f1"] > champion_scores[name]["micro_f1"]
-        for name in champion_scores
-    }
+    wins = {name: scores[name]["f1"] > champion_scores[name]["f1"] for name in champion_scores}
     promote = bool(scores) and all(wins.values())
     reasons = (
         ["no champion yet"]
         if champion_file is None
         else [
-            f"{name}: {scores[name]['micro_f1']:.3f} vs champion "
-            f"{champion_scores[name]['micro_f1']:.3f}"
+            f"{name}: F1 {scores[name]['f1']:.3f} vs champion {champion_scores[name]['f1']:.3f}"
             for name in champion_scores
         ]
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,12 +21,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.gold import answerable
-from ffr_lib.data.model import QueryType
+from ffr_lib.data.model import Dialogue, QueryType
 from ffr_lib.data.sampling import spread
+from ffr_lib.mldr.difficulty import bm25_scores
 from ffr_lib.models.encoder import TextEncoder
-from ffr_lib.reader.decode import DecodeConfig, decode, micro_f1, tune_decoding
-from ffr_lib.reader.features import dialogue_features, gold_mask, utterance_texts
-from ffr_lib.reader.model import ReaderWeights, fit_logistic
+from ffr_lib.reader.decode import (
+    HEAD_THRESHOLDS,
+    DecodeConfig,
+    compose_answer,
+    decode,
+    joint_f1,
+    micro_f1,
+    tune_decoding,
+)
+from ffr_lib.reader.features import (
+    dialogue_features,
+    gold_mask,
+    query_evidence,
+    utterance_texts,
+)
+from ffr_lib.reader.model import Logistic, QueryHeads, ReaderWeights, fit_logistic
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +69,31 @@ def _split_dialogues(dataset: Dataset, share: float, seed: int) -> tuple[set[str
     return set(ids[cut:]), set(ids[:cut])
 
 
+@dataclass
+class Example:
+    """One training or held-aside query over its dialogue, scored by the features' signals."""
+
+    query: str
+    dialogue: Dialogue
+    features: np.ndarray
+    labels: np.ndarray
+    gold: list[int]  # gold utterances plus the senders of gold images (what the scorer learns)
+    gold_utterances: list[int]
+    gold_images: list[int]
+    query_vector: np.ndarray
+    cosine: np.ndarray
+    bm25: np.ndarray
+
+    @property
+    def image_owners(self) -> dict[int, int]:
+        return {im.index: im.utterance_index for im in self.dialogue.images}
+
+
 def _examples(
     dataset: Dataset, dialogue_ids: set[str], encoder: Any, max_queries: int | None, desc: str
-) -> list[tuple[np.ndarray, np.ndarray, list[int]]]:
-    """(features, labels, gold ids) per query of the chosen dialogues; negative queries (empty
-    gold) are kept: they teach the abstain threshold."""
+) -> list[Example]:
+    """One example per query of the chosen dialogues; negative queries (empty gold) are kept:
+    they teach the answer head and the abstain threshold."""
     by_id = dataset.dialogue_by_id()
     chosen = spread([q for q in dataset.queries if q.dialogue_id in dialogue_ids], max_queries)
     gold_of = {
@@ -73,11 +108,26 @@ def _examples(
     out = []
     for query in chosen:
         dialogue = by_id[query.dialogue_id]
-        gold = sorted(gold_of.get(query.id, set())) if query.type != QueryType.NEGATIVE else []
-        vectors = encoder.encode(utterance_texts(dialogue))
-        q = encoder.encode([query.text])[0]
-        x = dialogue_features(query.text, dialogue, vectors, q)
-        out.append((x, gold_mask(len(dialogue.utterances), gold), gold))
+        negative = query.type == QueryType.NEGATIVE
+        gold = [] if negative else sorted(gold_of.get(query.id, set()))
+        vectors = np.asarray(encoder.encode(utterance_texts(dialogue)), float)
+        q = np.asarray(encoder.encode([query.text])[0], float)
+        bm25 = bm25_scores(query.text, dialogue)
+        x = dialogue_features(query.text, dialogue, vectors, q, bm25=bm25)
+        out.append(
+            Example(
+                query=query.text,
+                dialogue=dialogue,
+                features=x,
+                labels=gold_mask(len(dialogue.utterances), gold),
+                gold=gold,
+                gold_utterances=[] if negative else list(query.gold_utterance_ids),
+                gold_images=[] if negative else list(query.gold_image_ids),
+                query_vector=q,
+                cosine=vectors @ q,
+                bm25=bm25,
+            )
+        )
     return out
 
 
@@ -90,19 +140,19 @@ def train_reader(
     config = config or ReaderTrainConfig()
     encoder = encoder or TextEncoder.get(config.encoder)
     started = time.perf_counter()
-    train_rows: list[tuple[np.ndarray, np.ndarray]] = []
-    held: dict[str, list[tuple[np.ndarray, np.ndarray, list[int]]]] = {}
+    fit: list[Example] = []
+    held: dict[str, list[Example]] = {}
     for name, dataset in sources.items():
         fit_ids, held_ids = _split_dialogues(dataset, config.holdout_share, config.seed)
-        fit = _examples(dataset, fit_ids, encoder, config.max_queries, f"reader features {name}")
-        train_rows += [(x, y) for x, y, gold in fit if gold]  # positives teach the scorer
+        fit += _examples(dataset, fit_ids, encoder, config.max_queries, f"reader features {name}")
         held[name] = _examples(dataset, held_ids, encoder, None, f"reader held-aside {name}")
-    if not train_rows:
+    positives = [e for e in fit if e.gold]  # they teach the scorer
+    if not positives:
         raise ValueError("no training query with gold utterances in the reader's sources")
-    x = np.concatenate([r[0] for r in train_rows])
-    y = np.concatenate([r[1] for r in train_rows])
+    x = np.concatenate([e.features for e in positives])
+    y = np.concatenate([e.labels for e in positives])
     # Each query weighs 1 in total, whatever its dialogue's length.
-    w = np.concatenate([np.full(len(r[1]), 1.0 / len(r[1])) for r in train_rows]) * 100.0
+    w = np.concatenate([np.full(len(e.labels), 1.0 / len(e.labels)) for e in positives]) * 100.0
     mean, scale, coef, intercept = fit_logistic(x, y, w, l2=config.l2)
     weights = ReaderWeights(
         mean=mean.tolist(),
@@ -112,12 +162,14 @@ def train_reader(
         encoder=config.encoder,
     )
     probabilities = {
-        name: [weights.probabilities(x) for x, _y, _g in rows] for name, rows in held.items()
+        name: [weights.probabilities(e.features) for e in rows] for name, rows in held.items()
     }
-    golds = {name: [g for *_r, g in rows] for name, rows in held.items()}
+    golds = {name: [e.gold for e in rows] for name, rows in held.items()}
     weights.decode, weights.decode_long = _tune_by_length(probabilities, golds, weights.long_turns)
+    weights.heads = fit_heads(fit, weights, config.l2)
+    weights.heads = tune_heads(held, probabilities, weights)
     metrics: dict[str, Any] = {
-        "train_queries": len(train_rows),
+        "train_queries": len(positives),
         "train_rows": int(len(y)),
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -127,15 +179,140 @@ def train_reader(
         metrics[f"{name}/held_micro_f1"] = round(
             micro_f1(zip(decoded, golds[name], strict=True)), 4
         )
+        metrics[f"{name}/held_joint_f1"] = round(
+            joint_f1(_answers(rows, probabilities[name], weights, weights.heads)), 4
+        )
     weights.metrics = metrics
     log.info(
-        "reader trained: %s; decoding up to %d turns %s, longer %s",
+        "reader trained: %s; decoding up to %d turns %s, longer %s; heads %s",
         metrics,
         weights.long_turns,
         weights.decode.model_dump(),
         weights.decode_long.model_dump() if weights.decode_long else "the same",
+        {k: v for k, v in weights.heads.model_dump().items() if k.endswith("_min")},
     )
     return weights
+
+
+#: A head is fitted only when each of its classes has at least this many training queries.
+MIN_CLASS = 20
+
+
+def _head(x: np.ndarray, y: np.ndarray, l2: float) -> Logistic | None:
+    if min(int(y.sum()), int(len(y) - y.sum())) < MIN_CLASS:
+        return None
+    return Logistic.fit(x, y, l2=l2)
+
+
+def fit_heads(fit: list[Example], weights: ReaderWeights, l2: float) -> QueryHeads:
+    """The query-level heads, fitted on the training queries: whether the answer has utterances
+    and whether it has images (from the query's vector, on answerable queries), and whether the
+    dialogue answers at all (from its evidence, on every query; negatives teach it)."""
+    answered = [e for e in fit if e.gold]
+    vectors = np.stack([e.query_vector for e in answered])
+    has_utterances = np.array([bool(e.gold_utterances) for e in answered], float)
+    has_images = np.array([bool(e.gold_images) for e in answered], float)
+    evidence = np.stack(
+        [
+            query_evidence(e.query, e.dialogue, weights.probabilities(e.features), e.cosine, e.bm25)
+            for e in fit
+        ]
+    )
+    is_answered = np.array([bool(e.gold) for e in fit], float)
+    return QueryHeads(
+        utterances=_head(vectors, has_utterances, l2),
+        images=_head(vectors, has_images, l2),
+        answer=_head(evidence, is_answered, l2),
+    )
+
+
+def _head_scores(
+    rows: list[Example], probabilities: list[np.ndarray], heads: QueryHeads
+) -> list[tuple[float | None, float | None, float | None]]:
+    """(wants utterances, wants images, answerable) of each query (None: no such head)."""
+    out = []
+    for e, p in zip(rows, probabilities, strict=True):
+        wants_u = wants_i = answers = None
+        if len(p):
+            if heads.utterances is not None:
+                wants_u = float(heads.utterances.probability(e.query_vector[None])[0])
+            if heads.images is not None:
+                wants_i = float(heads.images.probability(e.query_vector[None])[0])
+            if heads.answer is not None:
+                evidence = query_evidence(e.query, e.dialogue, p, e.cosine, e.bm25)
+                answers = float(heads.answer.probability(evidence[None])[0])
+        out.append((wants_u, wants_i, answers))
+    return out
+
+
+def _answers(
+    rows: list[Example],
+    probabilities: list[np.ndarray],
+    weights: ReaderWeights,
+    heads: QueryHeads,
+    scores: list[tuple[float | None, float | None, float | None]] | None = None,
+) -> list[tuple[list[int], list[int], list[int], list[int]]]:
+    """(pred utterances, pred images, gold utterances, gold images) of each held-aside query
+    (``scores``: the heads' outputs, when already computed)."""
+    scores = scores or _head_scores(rows, probabilities, heads)
+    out = []
+    for e, p, (wants_u, wants_i, answers) in zip(rows, probabilities, scores, strict=True):
+        utterances, images = compose_answer(
+            decode(p, weights.decoding_for(len(p))),
+            p,
+            e.image_owners,
+            wants_utterances=wants_u,
+            wants_images=wants_i,
+            answerable=answers,
+            utterances_min=heads.utterances_min,
+            images_min=heads.images_min,
+            answer_min=heads.answer_min,
+        )
+        out.append((utterances, images, e.gold_utterances, e.gold_images))
+    return out
+
+
+def tune_heads(
+    held: dict[str, list[Example]],
+    probabilities: dict[str, list[np.ndarray]],
+    weights: ReaderWeights,
+) -> QueryHeads:
+    """The heads' thresholds with the best mean (over sources) of the evaluation's joint F1 on
+    the held-aside queries: first what the query wants (utterances, images), then when to
+    abstain. A threshold whose head is absent stays at its default."""
+    heads = weights.heads
+    head_scores = {
+        name: _head_scores(rows, probabilities[name], heads) for name, rows in held.items()
+    }
+
+    def score(candidate: QueryHeads) -> float:
+        return float(
+            np.mean(
+                [
+                    joint_f1(
+                        _answers(rows, probabilities[name], weights, candidate, head_scores[name])
+                    )
+                    for name, rows in held.items()
+                    if rows
+                ]
+            )
+        )
+
+    best, best_score = heads, score(heads)
+    modality = [
+        {"utterances_min": u, "images_min": i}
+        for u in (HEAD_THRESHOLDS if heads.utterances is not None else (heads.utterances_min,))
+        for i in (HEAD_THRESHOLDS if heads.images is not None else (heads.images_min,))
+    ]
+    abstain = [{"answer_min": a} for a in ((0.0, *HEAD_THRESHOLDS) if heads.answer else ())]
+    for grid in (modality, abstain):
+        base = best
+        for update in grid:
+            candidate = base.model_copy(update=update)
+            value = score(candidate)
+            if value > best_score + 1e-9:
+                best, best_score = candidate, value
+    return best
 
 
 def _tune_by_length(
