@@ -165,6 +165,13 @@ def test_hybrid_search_fuses_text_and_vectors(corpus) -> None:
     # text only (no vector) finds it alone; vector only = the plain vector ranking
     text_only = hybrid_by_vector(None, "zeppelin", 5, url=url)
     assert [h.fragment_id for h in text_only] == [target.id]
+    # A question shares some words with its answer, not all: any word matches (all words
+    # would find nothing here), and stop words alone match nothing.
+    question = hybrid_by_vector(
+        None, "where did we see the zeppelins flying over Lisbon?", 5, url=url
+    )
+    assert [h.fragment_id for h in question] == [target.id]
+    assert hybrid_by_vector(None, "where did we", 5, url=url) == []
     q2 = emb.encode(["coffee"])[0]
     assert [h.fragment_id for h in hybrid_by_vector(q2, "", 5, url=url)] == [
         h.fragment_id for h in search_by_vector(q2, 5, url=url)

@@ -367,6 +367,9 @@ class FFRSSystem(_ModelSystem):
     ) -> None:
         super().__init__(model, k, batch_size)
         self.reader_checkpoint = reader
+        # With a trained reader to serve, FFRS reads in milliseconds: it scores every query,
+        # not only the --reader-limit ones F2RVLM reads.
+        self.reads_with_generator = (reader or champion_path()) is None
 
     def setup(self, corpus: Corpus) -> None:
         if corpus.encoder is None or not corpus.fragments:

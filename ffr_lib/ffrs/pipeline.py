@@ -75,6 +75,11 @@ class FFRSConfig(BaseModel):
         "reader reads the dialogues of the best N (None = 3)",
     )
     batch_size: int = Field(8, ge=1, description="prompts per generation batch")
+    rank_by: Literal["recall", "reader"] = Field(
+        "recall",
+        description="with the trained reader: rank the dialogues it read by their recall score, "
+        "or by the reader's confidence that the dialogue answers the query",
+    )
 
 
 # ----------------------------------------------------------------------------- stage 2
@@ -323,13 +328,15 @@ class FFRSPipeline:
             for dialogue_id in order:
                 if dialogue_id not in found:
                     continue
-                for run in self.span_reader.read(text, found[dialogue_id]).runs:
+                answer = self.span_reader.read(text, found[dialogue_id])
+                rank = best[dialogue_id] if self.config.rank_by == "recall" else answer.confidence
+                for run in answer.runs:
                     answers.append(  # one unit per run, best first
                         RankedFragment(
                             dialogue_id=dialogue_id,
                             utterance_ids=run.utterance_ids,
                             image_ids=run.image_ids,
-                            score=best[dialogue_id],
+                            score=rank,
                             picked_utterance_ids=(
                                 run.utterance_ids if run.utterances_answered else []
                             ),

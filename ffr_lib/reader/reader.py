@@ -55,6 +55,9 @@ class ReaderAnswer:
     image_ids: list[int] = field(default_factory=list)
     runs: list[Run] = field(default_factory=list)
     probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: How likely the dialogue answers the query: the answer head's probability, else the best
+    #: utterance's (comparable across dialogues, so FFRS can rank the dialogues it read).
+    confidence: float = 0.0
 
     @property
     def score(self) -> float:
@@ -155,4 +158,5 @@ class Reader:
         elsewhere = sorted(named - {j for run in runs for j in run.image_ids})
         if elsewhere and runs:  # an image the runs did not send: it answers with the best run
             runs[0].image_ids = sorted(runs[0].image_ids + elsewhere)
-        return ReaderAnswer(utterance_ids, image_ids, runs, p)
+        confidence = answerable if answerable is not None else float(p.max()) if len(p) else 0.0
+        return ReaderAnswer(utterance_ids, image_ids, runs, p, confidence)
