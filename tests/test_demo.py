@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ffr_assets.demo import DEMO_SYSTEMS, NEXT_STEPS, _parse, run_config, summary_tables
+from ffr_assets.demo import (
+    DEMO_F2RVLM_QUERIES,
+    DEMO_SYSTEMS,
+    NEXT_STEPS,
+    _parse,
+    run_config,
+    summary_tables,
+)
 
 
 def test_run_config_sizes_the_demo() -> None:
@@ -12,8 +19,12 @@ def test_run_config_sizes_the_demo() -> None:
     # The FEM trains and is gated on a small QMSum share (every turn of a meeting is embedded).
     fem = ops["fem_checkpoint"]["config"]
     assert 0 < fem["qmsum_train_meetings"] <= 10 and 0 < fem["qmsum_val_meetings"] <= 10
+    evaluation = ops["evaluation_report"]["config"]
+    # F2RVLM reads a few of the evaluated queries; every other system scores them all.
+    assert 0 < evaluation["reader_limit"] < evaluation["limit"]
     assert run_config(_parse(["--eval-queries", "0"]))["ops"]["evaluation_report"]["config"] == {
         "limit": None,
+        "reader_limit": DEMO_F2RVLM_QUERIES,
         "k": 5,
         "corpus_queries": "corpus-style",
         "systems": DEMO_SYSTEMS,
