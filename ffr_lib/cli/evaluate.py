@@ -207,30 +207,45 @@ def query_command(
         d = found.get(result.dialogue_id)
         if d is None:
             continue
-        confidence = {
-            tuple(f.utterance_ids): f.confidence
+        # The reader's runs (with their scores; a run whose lines are only the context of the
+        # photo the query asked for is shown unmarked), else the runs of the picked ids.
+        runs = [
+            (sorted(f.utterance_ids), f.confidence, list(f.picked_image_ids or []))
             for f in result.fragments
-            if f.confidence is not None
-        }
-        for run in consecutive_runs(result.utterance_ids):
-            score = confidence.get(tuple(run))
+            if f.confidence is not None and f.utterance_ids
+        ] or [(run, None, []) for run in consecutive_runs(result.utterance_ids)]
+        answered_lines = set(result.utterance_ids)
+        for run, score, run_images in runs:
             head = f"   run {run[0]}-{run[-1]}" + (
                 f"  score {score:.2f}" if score is not None else ""
             )
+            if not answered_lines & set(run):
+                head += "  (context of the photo asked for)"
             console.print(head, highlight=False, markup=False)
             first, last = max(0, run[0] - context), min(len(d.utterances) - 1, run[-1] + context)
+            printed: set[int] = set()
             for i in range(first, last + 1):
                 u = d.utterances[i]
-                mark = ">" if run[0] <= i <= run[-1] else " "
+                mark = ">" if i in answered_lines and run[0] <= i <= run[-1] else " "
                 line = f"   {mark} [{i}] {u.speaker}: {u.text}"
                 console.print(line if mark == ">" else f"[dim]{line}[/dim]", highlight=False)
                 for image in d.images_of(i):
                     if image.index in result.image_ids:
+                        printed.add(image.index)
                         console.print(
-                            f"       <image {image.index}> {image.content_text()}",
+                            f"     > <image {image.index}> {image.content_text()}",
                             highlight=False,
                             markup=False,
                         )
+            for image in d.images:  # a photo the run's context does not reach
+                if image.index in run_images and image.index not in printed:
+                    index = image.index
+                    console.print(
+                        f"     > <image {index}> (sent with [{image.utterance_index}]) "
+                        f"{image.content_text()}",
+                        highlight=False,
+                        markup=False,
+                    )
     timings = ", ".join(f"{s} {1000 * t:.0f} ms" for s, t in prediction.timings.items())
     console.print(
         f"(loading {loaded - started:.1f} s; answering {answered - loaded:.2f} s: {timings}"

@@ -13,6 +13,7 @@ text shares.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -122,6 +123,26 @@ def dialogue_features(
 EVIDENCE: tuple[str, ...] = ("max_probability", "max_cosine", "max_bm25", "coverage", "log_turns")
 
 
+_STEMS: OrderedDict[tuple[str, int, str], frozenset[str]] = OrderedDict()
+
+
+def dialogue_stems(dialogue: Dialogue, cache_size: int = 256) -> frozenset[str]:
+    """Every content stem the dialogue contains (remembered for the last ``cache_size``
+    dialogues: every query read against a 600-turn meeting needs the same set)."""
+    last = dialogue.utterances[-1].text if dialogue.utterances else ""
+    key = (dialogue.id, len(dialogue.utterances), last)
+    found = _STEMS.get(key)
+    if found is None:
+        said: set[str] = set()
+        for text in utterance_texts(dialogue):
+            said |= content_stems(text)
+        found = _STEMS[key] = frozenset(said)
+        while len(_STEMS) > cache_size:
+            _STEMS.popitem(last=False)
+    _STEMS.move_to_end(key)
+    return found
+
+
 def query_evidence(
     query: str,
     dialogue: Dialogue,
@@ -135,9 +156,7 @@ def query_evidence(
         return np.zeros(len(EVIDENCE), np.float32)
     speakers = {u.speaker.lower() for u in dialogue.utterances}
     asked = {s for s in content_stems(query) if s not in speakers}
-    said: set[str] = set()
-    for text in utterance_texts(dialogue):
-        said |= content_stems(text)
+    said = dialogue_stems(dialogue)
     coverage = len(asked & said) / len(asked) if asked else 1.0
     return np.array(
         [
