@@ -112,7 +112,8 @@ class Reader:
         if not dialogue.utterances:
             return Scored(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
         vectors = np.asarray(self.encoder.encode(utterance_texts(dialogue)), float)
-        query_vector = np.asarray(self.encoder.encode([query])[0], float)
+        # memo: FFRS reads several dialogues for one query; embed the query once.
+        query_vector = np.asarray(self.encoder.encode([query], memo=True)[0], float)
         bm25 = bm25_scores(query, dialogue)
         features = dialogue_features(query, dialogue, vectors, query_vector, bm25=bm25)
         return Scored(

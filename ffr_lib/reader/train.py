@@ -111,7 +111,7 @@ def _examples(
         negative = query.type == QueryType.NEGATIVE
         gold = [] if negative else sorted(gold_of.get(query.id, set()))
         vectors = np.asarray(encoder.encode(utterance_texts(dialogue)), float)
-        q = np.asarray(encoder.encode([query.text])[0], float)
+        q = np.asarray(encoder.encode([query.text], memo=True)[0], float)  # embedded above
         bm25 = bm25_scores(query.text, dialogue)
         x = dialogue_features(query.text, dialogue, vectors, q, bm25=bm25)
         out.append(
