@@ -1,6 +1,6 @@
 """`ffr search "TEXT" [--k N] [--dialogue ID ...] [--speaker S] [--since T] [--until T]
-[--hybrid]`: embed the query with the serving FEM and call ``ffr.search_fragments`` (or
-``ffr.hybrid_search``); print the fragments found."""
+[--hybrid | --vector]`: embed the query with the serving FEM and call ``ffr.hybrid_search``
+(without filters, by default) or ``ffr.search_fragments``; print the fragments found."""
 
 from __future__ import annotations
 
@@ -15,8 +15,12 @@ def search(
     dialogue: list[str] | None = typer.Option(
         None, "--dialogue", "-d", help="only these dialogue ids (repeatable)"
     ),
-    hybrid: bool = typer.Option(
-        False, "--hybrid", help="fuse full-text and vector search (reciprocal rank fusion)"
+    hybrid: bool | None = typer.Option(
+        None,
+        "--hybrid/--vector",
+        help="fuse full-text and vector search (reciprocal rank fusion; the default without "
+        "filters: it recalls more on real and built chats, BENCHMARKS.md), or vector search "
+        "only (the default with filters)",
     ),
     speaker: str | None = typer.Option(None, "--speaker", help="only fragments where S speaks"),
     since: datetime | None = typer.Option(None, "--since", help="fragments ending at/after T"),
@@ -31,9 +35,12 @@ def search(
     from ffr_lib.index import search as run_search
 
     console = Console()
-    if hybrid and (dialogue or speaker or since or until):
+    filtered = bool(dialogue or speaker or since or until)
+    if hybrid and filtered:
         console.print("[red]--hybrid takes no filters (--dialogue/--speaker/--since/--until)")
         raise typer.Exit(code=2)
+    if hybrid is None:
+        hybrid = not filtered
     try:
         hits = run_search(
             text,

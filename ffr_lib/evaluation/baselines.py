@@ -245,13 +245,16 @@ class BM25Fragments(System):
         return Prediction(merge_per_dialogue(units[:1]), units, timings)
 
 
-def recall_pipeline(corpus: Corpus, k: int, hybrid: bool = False) -> FFRSPipeline | None:
+def recall_pipeline(corpus: Corpus, k: int, hybrid: bool | None = None) -> FFRSPipeline | None:
     """FFRS's recall stage over the corpus's own index (no fine stage; ``hybrid``: through
-    ``ffr.hybrid_search``); None without an index."""
+    ``ffr.hybrid_search`` or not, None = as FFRS recalls by default); None without an index."""
     if corpus.encoder is None or not corpus.fragments:
         return None
+    config = FFRSConfig(k=k, stage2="fragment")
+    if hybrid is not None:
+        config.hybrid = hybrid
     return FFRSPipeline(
-        FFRSConfig(k=k, stage2="fragment", hybrid=hybrid),
+        config,
         encoder=corpus.encoder,
         url=corpus.url,
         dialogues=corpus.dialogues,
@@ -262,7 +265,7 @@ class FEMOnly(System):
     """FEM alone: the fragment index's top fragment, all of it (``hybrid``: ranked by
     ``ffr.hybrid_search``, full-text and FEM fused)."""
 
-    def __init__(self, k: int = 20, hybrid: bool = False) -> None:
+    def __init__(self, k: int = 20, hybrid: bool | None = False) -> None:
         self.k, self.hybrid = k, hybrid
 
     def setup(self, corpus: Corpus) -> None:
@@ -562,7 +565,7 @@ def make_hybrid(options: SystemOptions) -> System:
 
 
 def make_ffrs_fragment(options: SystemOptions) -> System:
-    return FFRSWholeFragment(options.k)
+    return FFRSWholeFragment(options.k, hybrid=None)  # FFRS's own recall stage
 
 
 def make_ffrs(options: SystemOptions) -> System:

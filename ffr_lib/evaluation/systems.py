@@ -79,12 +79,14 @@ SYSTEMS: Registry[SystemEntry] = Registry(
             f"{_B}:make_hybrid",
         ),
         "ffrs-fragment": SystemEntry(
-            "FFRS without F2RVLM: the whole recalled fragments, merged per dialogue",
+            "FFRS without its fine stage: the whole fragments its recall stage returns "
+            "(ffr.hybrid_search by default, FFRSConfig.hybrid), merged per dialogue",
             f"{_B}:make_ffrs_fragment",
         ),
         "ffrs": SystemEntry(
-            "FFRS: FEM top-K, then the serving fine stage (the trained reader over the top "
-            "dialogues, else F2RVLM inside each fragment), merged per dialogue",
+            "FFRS: its recall stage's top-K (full-text + FEM fusion by default), then the "
+            "serving fine stage (the trained reader over the top dialogues, ranked by its "
+            "confidence, else F2RVLM inside each fragment), merged per dialogue",
             f"{_B}:make_ffrs",
         ),
         "f2rvlm": SystemEntry(

@@ -62,7 +62,12 @@ class FFRSConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     k: int = Field(20, ge=1, le=1000, description="fragments recalled by the FEM (paper: 20)")
-    hybrid: bool = Field(False, description="recall with ffr.hybrid_search (RRF of text+vector)")
+    hybrid: bool = Field(
+        True,
+        description="recall with ffr.hybrid_search (RRF of full-text and vector search; a query "
+        "restricted to dialogues uses the vector search): it recalls the right chat more often "
+        "than the vector search alone on MLDR val and QMSum val (BENCHMARKS.md)",
+    )
     stage2: Literal["reader", "f2rvlm", "fragment"] = Field(
         "f2rvlm",
         description="the trained reader reads the top dialogues, F2RVLM picks inside each "
@@ -76,7 +81,7 @@ class FFRSConfig(BaseModel):
     )
     batch_size: int = Field(8, ge=1, description="prompts per generation batch")
     rank_by: Literal["recall", "reader"] = Field(
-        "recall",
+        "reader",
         description="with the trained reader: rank the dialogues it read by their recall score, "
         "or by the reader's confidence that the dialogue answers the query",
     )
