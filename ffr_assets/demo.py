@@ -18,6 +18,7 @@ STEPS = (
     ("raw_dialogues", "read PhotoChat + chitchat, validate, upsert into Postgres"),
     ("mldr_splits", "build MLDR-style long dialogues with queries; train/val/test"),
     ("fragments", "cut every dialogue batch into fragments"),
+    ("qmsum_dialogues", "read and validate QMSum train/val in place (skipped without the folder)"),
     ("fem_checkpoint", "fine-tune the Fragment Embedding Model (MLDR + QMSum); MLflow registry"),
     ("fragment_index", "embed fragments, COPY into pgvector, HNSW"),
     ("reader_checkpoint", "train the fine-stage reader (MLDR + QMSum spans); MLflow registry"),

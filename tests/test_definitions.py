@@ -13,9 +13,10 @@ from ffr_assets.definitions import defs
 LINEAGE = {
     "mldr_splits": {"raw_dialogues"},
     "fragments": {"mldr_splits", "inbox_dialogues"},
-    "fem_checkpoint": {"fragments", "mldr_splits", "raw_dialogues"},
+    "qmsum_dialogues": set(),
+    "fem_checkpoint": {"fragments", "mldr_splits", "raw_dialogues", "qmsum_dialogues"},
     "fragment_index": {"fragments", "fem_checkpoint"},
-    "reader_checkpoint": {"mldr_splits"},
+    "reader_checkpoint": {"mldr_splits", "qmsum_dialogues"},
     "f2rvlm_sft": {"mldr_splits"},
     "f2rvlm_curriculum": {"f2rvlm_sft", "mldr_splits"},
     "f2rvlm_grpo": {"f2rvlm_sft", "f2rvlm_curriculum"},

@@ -6,6 +6,7 @@ from ffr_assets.demo import (
     DEMO_F2RVLM_QUERIES,
     DEMO_SYSTEMS,
     NEXT_STEPS,
+    STEPS,
     _parse,
     run_config,
     summary_tables,
@@ -80,3 +81,16 @@ def test_summary_keeps_heading_note_and_headline_table_only() -> None:
 def test_next_steps_name_cli_sql_and_ui() -> None:
     for needle in ("ffr search", "ffr query", "ffr eval", "similar_fragments", "make ui", ":3000"):
         assert needle in NEXT_STEPS
+
+
+def test_steps_are_assets_in_lineage_order() -> None:
+    from dagster import AssetKey
+
+    from ffr_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    order = [step for step, _ in STEPS]
+    assert all(graph.has(AssetKey(step)) for step in order)
+    # QMSum is read and validated (or skipped with its reason) before the stages that train on it.
+    assert order.index("qmsum_dialogues") < order.index("fem_checkpoint")
+    assert order.index("qmsum_dialogues") < order.index("reader_checkpoint")

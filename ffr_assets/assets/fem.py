@@ -47,8 +47,8 @@ class FemConfig(Config):
     group_name="retrieval",
     # Reads the split files (queries, gold), the fragments of the mldr-train and mldr-val
     # partitions, stored chitchat dialogues for the out-of-source check and, when present,
-    # QMSum train/val (FFR_QMSUM_DIR).
-    deps=["fragments", "mldr_splits", "raw_dialogues"],
+    # QMSum train/val (FFR_QMSUM_DIR; qmsum_dialogues for the lineage: read by path here).
+    deps=["fragments", "mldr_splits", "raw_dialogues", "qmsum_dialogues"],
     description="The Fragment Embedding Model: the packaged MiniLM fine-tuned contrastively on "
     "(query, gold fragment) pairs of the MLDR train split, the fragments being those the "
     "`fragments` asset cut for partition mldr-train (what the index serves), and, when the "

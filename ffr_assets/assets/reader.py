@@ -36,8 +36,9 @@ class ReaderConfig(Config):
 
 @asset(
     group_name="retrieval",
-    # Reads the MLDR train/val split files and, when present, QMSum train/val (FFR_QMSUM_DIR).
-    deps=["mldr_splits"],
+    # Reads the MLDR train/val split files and, when present, QMSum train/val (FFR_QMSUM_DIR;
+    # qmsum_dialogues for the lineage: read by path here).
+    deps=["mldr_splits", "qmsum_dialogues"],
     description="The fine-stage reader: every utterance scored against the query with its "
     "neighbours (BM25 and dense-encoder z-scores over +-2/5/12 turns, turn shape, speaker and "
     "image-caption matches) by a logistic regression trained on MLDR train and QMSum train "
