@@ -82,11 +82,12 @@ def run_config(args: argparse.Namespace) -> dict:
         # Sized for the demo (DEMO_FEM_PAIRS and DEMO_FEM_QMSUM above; QMSum only when its
         # folder is present, FFR_QMSUM_DIR).
         "fem_checkpoint": {"config": {"max_pairs": DEMO_FEM_PAIRS, **DEMO_FEM_QMSUM}},
-        # Every turn of a meeting the reader reads is embedded: 30 QMSum train meetings (of
-        # 162), 1,500 queries per source and 10 val meetings keep its step to a few CPU minutes
-        # (`reader_checkpoint` alone trains and judges on everything).
+        # Every turn of a meeting the reader reads is embedded (~120 turns/s on 2 cores): 16
+        # QMSum train meetings (of 162), 1,500 MLDR queries and 5 val meetings keep its step
+        # near 4 CPU minutes (30 and 10 meetings took 371 s in the demo of 2026-12-07;
+        # `reader_checkpoint` alone trains and judges on everything).
         "reader_checkpoint": {
-            "config": {"qmsum_meetings": 30, "max_queries": 1500, "qmsum_val_meetings": 10}
+            "config": {"qmsum_meetings": 16, "max_queries": 1500, "qmsum_val_meetings": 5}
         },
         "f2rvlm_sft": f2rvlm,
         "f2rvlm_curriculum": f2rvlm,
