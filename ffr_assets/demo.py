@@ -277,8 +277,8 @@ NEXT_STEPS = """
 Try next (from the repository root; the embedded Postgres keeps running, `ffr db down` stops it):
 
   CLI
-    .venv/bin/ffr search "the photo of the dog at the beach" --k 5     # SQL vector search (pgvector)
-    .venv/bin/ffr query "when did they talk about the concert?" --k 10 # FFRS: FEM recall + F2RVLM pick
+    .venv/bin/ffr search "the photo of the dog at the beach" --k 5     # SQL: full-text + pgvector fused
+    .venv/bin/ffr query "when did they talk about the concert?" --k 10 # FFRS: recall + the reader's runs
     .venv/bin/ffr eval --dataset mldr --split val                      # the full table, every query
     .venv/bin/ffr db status                                            # server, pgvector, row counts
 
