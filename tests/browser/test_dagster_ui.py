@@ -145,6 +145,10 @@ def test_asset_graph_shows_every_asset_of_the_lineage(stack: Stack) -> None:
     expected = lineage_asset_names()
     assert SMALL_ASSET in expected
     browser = stack.browser
+    # The graph renders only the nodes in view, and expanding the groups does not zoom it out
+    # again: a tall window keeps the whole expanded lineage (13 assets in 4 groups) in view.
+    size = browser.get_window_size()
+    browser.set_window_size(size["width"], max(size["height"], 2000))
     browser.get(f"{stack.ui.dagster_url}/asset-groups")
     wait_for(
         lambda: browser.find_elements("css selector", "svg foreignObject"),
@@ -177,6 +181,7 @@ def test_asset_graph_shows_every_asset_of_the_lineage(stack: Stack) -> None:
         wait_for(lambda: expected <= shown(), 60, f"graph nodes for all of {sorted(expected)}")
     finally:
         stack.shot("asset_graph")
+        browser.set_window_size(size["width"], size["height"])
     assert expected <= shown()
 
 
