@@ -179,10 +179,10 @@ def test_asset_graph_shows_every_asset_of_the_lineage(stack: Stack) -> None:
 
     try:
         wait_for(lambda: expected <= shown(), 60, f"graph nodes for all of {sorted(expected)}")
+        assert expected <= shown()
     finally:
         stack.shot("asset_graph")
         browser.set_window_size(size["width"], size["height"])
-    assert expected <= shown()
 
 
 def test_materializing_a_small_asset_from_the_ui_succeeds(stack: Stack) -> None:
