@@ -284,6 +284,12 @@ class FEMOnly(System):
         return Prediction(merge_per_dialogue(units[:1]), units, timings)
 
 
+class HybridRecall(FEMOnly):
+    """FEM fused with full-text search (``ffr.hybrid_search``): the top fragment, all of it."""
+
+    modes: tuple[Mode, ...] = ("corpus",)  # one dialogue is a filtered search: vector-only
+
+
 class FFRSWholeFragment(FEMOnly):
     """FFRS without the second stage: every recalled fragment counts whole, merged per dialogue
     (the ablation of F2RVLM's pick)."""
@@ -369,17 +375,17 @@ class FFRSSystem(_ModelSystem):
         reader: str | Path | None = None,
     ) -> None:
         super().__init__(model, k, batch_size)
-        self.reader_checkpoint = reader
+        # The same choice as `ffr query` (open_ffrs): the reader when there is one, else F2RVLM.
+        self.checkpoint = reader or champion_path()
         # With a trained reader to serve, FFRS reads in milliseconds: it scores every query,
         # not only the --reader-limit ones F2RVLM reads.
-        self.reads_with_generator = (reader or champion_path()) is None
+        self.reads_with_generator = self.checkpoint is None
 
     def setup(self, corpus: Corpus) -> None:
         if corpus.encoder is None or not corpus.fragments:
             raise SystemSkipped("no fragment index for this corpus (Corpus.prepare not run)")
-        # The same choice as `ffr query` (open_ffrs): the reader when there is one, else F2RVLM
-        # (loaded once per model, shared with the other F2RVLM systems).
-        checkpoint = self.reader_checkpoint or champion_path()
+        checkpoint = self.checkpoint
+        # F2RVLM is loaded once per model, shared with the other F2RVLM systems.
         model = None if checkpoint is not None else self.reader().retriever
         self.pipeline = open_ffrs(
             model,
@@ -559,9 +565,7 @@ def make_fem(options: SystemOptions) -> System:
 
 
 def make_hybrid(options: SystemOptions) -> System:
-    system = FEMOnly(options.k, hybrid=True)
-    system.modes = ("corpus",)  # one dialogue is a filtered search: vector-only, as `fem`
-    return system
+    return HybridRecall(options.k, hybrid=True)
 
 
 def make_ffrs_fragment(options: SystemOptions) -> System:

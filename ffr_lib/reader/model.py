@@ -6,13 +6,14 @@ checkpoint is readable, diffable and needs no pickle."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ffr_lib.reader.decode import DecodeConfig
+from ffr_lib.reader.decode import DecodeConfig, compose_answer
 from ffr_lib.reader.features import FEATURES
 
 FORMAT = "ffr-reader/1"
@@ -58,6 +59,48 @@ class QueryHeads(BaseModel):
     utterances_min: float = Field(0.5, ge=0, le=1, description="keep utterances above this")
     images_min: float = Field(0.5, ge=0, le=1, description="name images above this")
     answer_min: float = Field(0.0, ge=0, le=1, description="abstain below this")
+
+    def outputs(self, query_vector: np.ndarray, evidence: Callable[[], np.ndarray]) -> HeadOutputs:
+        """What each head says of one query (None where there is no head); ``evidence`` is
+        computed only when there is an answer head."""
+
+        def say(head: Logistic | None, x: Callable[[], np.ndarray]) -> float | None:
+            return None if head is None else float(head.probability(x()[None])[0])
+
+        return HeadOutputs(
+            say(self.utterances, lambda: query_vector),
+            say(self.images, lambda: query_vector),
+            say(self.answer, evidence),
+        )
+
+    def compose(
+        self,
+        ids: Sequence[int],
+        probabilities: np.ndarray,
+        image_owners: dict[int, int],
+        outputs: HeadOutputs,
+    ) -> tuple[list[int], list[int]]:
+        """(utterance ids, image ids) of the answer: the decoded runs ``ids`` under these
+        heads' outputs and thresholds (:func:`ffr_lib.reader.decode.compose_answer`)."""
+        return compose_answer(
+            ids,
+            probabilities,
+            image_owners,
+            wants_utterances=outputs.wants_utterances,
+            wants_images=outputs.wants_images,
+            answerable=outputs.answerable,
+            utterances_min=self.utterances_min,
+            images_min=self.images_min,
+            answer_min=self.answer_min,
+        )
+
+
+class HeadOutputs(NamedTuple):
+    """The query-level heads' probabilities for one query (None: no such head)."""
+
+    wants_utterances: float | None = None
+    wants_images: float | None = None
+    answerable: float | None = None
 
 
 class ReaderWeights(BaseModel):

@@ -16,9 +16,9 @@ import numpy as np
 from ffr_lib.data.model import Dialogue
 from ffr_lib.mldr.difficulty import bm25_scores
 from ffr_lib.models.encoder import TextEncoder
-from ffr_lib.reader.decode import compose_answer, decode
+from ffr_lib.reader.decode import decode
 from ffr_lib.reader.features import dialogue_features, query_evidence, utterance_texts
-from ffr_lib.reader.model import Logistic, ReaderWeights
+from ffr_lib.reader.model import HeadOutputs, ReaderWeights
 
 
 @dataclass
@@ -127,27 +127,16 @@ class Reader:
         scored = self.score(query, dialogue)
         p = scored.probabilities
         ids = decode(p, self.weights.decoding_for(len(p)))
-        heads = self.weights.heads
-        answerable = None
-        if heads.answer is not None and len(p):
-            evidence = query_evidence(query, dialogue, p, scored.cosine, scored.bm25)
-            answerable = float(heads.answer.probability(evidence[None])[0])
-
-        def wants(head: Logistic | None) -> float | None:
-            if head is None or not len(p):
-                return None
-            return float(head.probability(scored.query_vector[None])[0])
-
-        utterance_ids, image_ids = compose_answer(
-            ids,
-            p,
-            {im.index: im.utterance_index for im in dialogue.images},
-            wants_utterances=wants(heads.utterances),
-            wants_images=wants(heads.images),
-            answerable=answerable,
-            utterances_min=heads.utterances_min,
-            images_min=heads.images_min,
-            answer_min=heads.answer_min,
+        outputs = (
+            self.weights.heads.outputs(
+                scored.query_vector,
+                lambda: query_evidence(query, dialogue, p, scored.cosine, scored.bm25),
+            )
+            if len(p)
+            else HeadOutputs()
+        )
+        utterance_ids, image_ids = self.weights.heads.compose(
+            ids, p, {im.index: im.utterance_index for im in dialogue.images}, outputs
         )
         # The runs shown are those the answer came from (an image-only answer keeps its run as
         # the context that located the image).
@@ -159,5 +148,7 @@ class Reader:
         elsewhere = sorted(named - {j for run in runs for j in run.image_ids})
         if elsewhere and runs:  # an image the runs did not send: it answers with the best run
             runs[0].image_ids = sorted(runs[0].image_ids + elsewhere)
-        confidence = answerable if answerable is not None else float(p.max()) if len(p) else 0.0
+        confidence = outputs.answerable
+        if confidence is None:
+            confidence = float(p.max()) if len(p) else 0.0
         return ReaderAnswer(utterance_ids, image_ids, runs, p, confidence)

@@ -92,8 +92,9 @@ def reader_f1(reader: Reader, dataset: Dataset) -> dict[str, float]:
         answer = reader.read(query.text, dialogue)
         # What the answer covers, in the same currency as the gold: its images count as
         # their senders.
+        named = set(answer.image_ids)
         covered = set(answer.utterance_ids) | {
-            im.utterance_index for im in dialogue.images if im.index in set(answer.image_ids)
+            im.utterance_index for im in dialogue.images if im.index in named
         }
         pairs.append((covered, gold))
         joint.append(

@@ -28,7 +28,6 @@ from ffr_lib.models.encoder import TextEncoder
 from ffr_lib.reader.decode import (
     HEAD_THRESHOLDS,
     DecodeConfig,
-    compose_answer,
     decode,
     joint_f1,
     micro_f1,
@@ -40,7 +39,13 @@ from ffr_lib.reader.features import (
     query_evidence,
     utterance_texts,
 )
-from ffr_lib.reader.model import Logistic, QueryHeads, ReaderWeights, fit_logistic
+from ffr_lib.reader.model import (
+    HeadOutputs,
+    Logistic,
+    QueryHeads,
+    ReaderWeights,
+    fit_logistic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +179,13 @@ def train_reader(
         "seconds": round(time.perf_counter() - started, 1),
     }
     for name, rows in held.items():
-        decoded = [decode(p, weights.decoding_for(len(p))) for p in probabilities[name]]
+        decided = _decided(rows, probabilities[name], weights)
         metrics[f"{name}/held_queries"] = len(rows)
         metrics[f"{name}/held_micro_f1"] = round(
-            micro_f1(zip(decoded, golds[name], strict=True)), 4
+            micro_f1(zip([ids for ids, _o in decided], golds[name], strict=True)), 4
         )
         metrics[f"{name}/held_joint_f1"] = round(
-            joint_f1(_answers(rows, probabilities[name], weights, weights.heads)), 4
+            joint_f1(_answers(rows, probabilities[name], weights.heads, decided)), 4
         )
     weights.metrics = metrics
     log.info(
@@ -226,48 +231,37 @@ def fit_heads(fit: list[Example], weights: ReaderWeights, l2: float) -> QueryHea
     )
 
 
-def _head_scores(
-    rows: list[Example], probabilities: list[np.ndarray], heads: QueryHeads
-) -> list[tuple[float | None, float | None, float | None]]:
-    """(wants utterances, wants images, answerable) of each query (None: no such head)."""
+def _decided(
+    rows: list[Example], probabilities: list[np.ndarray], weights: ReaderWeights
+) -> list[tuple[list[int], HeadOutputs]]:
+    """The decoded runs and the heads' outputs of each query: both are fixed while only the
+    thresholds change, so they are computed once."""
+    heads = weights.heads
     out = []
     for e, p in zip(rows, probabilities, strict=True):
-        wants_u = wants_i = answers = None
-        if len(p):
-            if heads.utterances is not None:
-                wants_u = float(heads.utterances.probability(e.query_vector[None])[0])
-            if heads.images is not None:
-                wants_i = float(heads.images.probability(e.query_vector[None])[0])
-            if heads.answer is not None:
-                evidence = query_evidence(e.query, e.dialogue, p, e.cosine, e.bm25)
-                answers = float(heads.answer.probability(evidence[None])[0])
-        out.append((wants_u, wants_i, answers))
+        outputs = (
+            heads.outputs(
+                e.query_vector,
+                lambda e=e, p=p: query_evidence(e.query, e.dialogue, p, e.cosine, e.bm25),
+            )
+            if len(p)
+            else HeadOutputs()
+        )
+        out.append((decode(p, weights.decoding_for(len(p))), outputs))
     return out
 
 
 def _answers(
     rows: list[Example],
     probabilities: list[np.ndarray],
-    weights: ReaderWeights,
     heads: QueryHeads,
-    scores: list[tuple[float | None, float | None, float | None]] | None = None,
+    decided: list[tuple[list[int], HeadOutputs]],
 ) -> list[tuple[list[int], list[int], list[int], list[int]]]:
     """(pred utterances, pred images, gold utterances, gold images) of each held-aside query
-    (``scores``: the heads' outputs, when already computed)."""
-    scores = scores or _head_scores(rows, probabilities, heads)
+    under ``heads``' thresholds."""
     out = []
-    for e, p, (wants_u, wants_i, answers) in zip(rows, probabilities, scores, strict=True):
-        utterances, images = compose_answer(
-            decode(p, weights.decoding_for(len(p))),
-            p,
-            e.image_owners,
-            wants_utterances=wants_u,
-            wants_images=wants_i,
-            answerable=answers,
-            utterances_min=heads.utterances_min,
-            images_min=heads.images_min,
-            answer_min=heads.answer_min,
-        )
+    for e, p, (ids, outputs) in zip(rows, probabilities, decided, strict=True):
+        utterances, images = heads.compose(ids, p, e.image_owners, outputs)
         out.append((utterances, images, e.gold_utterances, e.gold_images))
     return out
 
@@ -281,17 +275,13 @@ def tune_heads(
     the held-aside queries: first what the query wants (utterances, images), then when to
     abstain. A threshold whose head is absent stays at its default."""
     heads = weights.heads
-    head_scores = {
-        name: _head_scores(rows, probabilities[name], heads) for name, rows in held.items()
-    }
+    decided = {name: _decided(rows, probabilities[name], weights) for name, rows in held.items()}
 
     def score(candidate: QueryHeads) -> float:
         return float(
             np.mean(
                 [
-                    joint_f1(
-                        _answers(rows, probabilities[name], weights, candidate, head_scores[name])
-                    )
+                    joint_f1(_answers(rows, probabilities[name], candidate, decided[name]))
                     for name, rows in held.items()
                     if rows
                 ]
