@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -168,6 +170,27 @@ def query_evidence(
         ],
         np.float32,
     )
+
+
+@dataclass
+class Signals:
+    """One dialogue against one query: its feature rows, each utterance's encoder cosine and
+    BM25 score, and the query's vector (what the scorer and the query-level heads read)."""
+
+    features: np.ndarray
+    cosine: np.ndarray
+    bm25: np.ndarray
+    query_vector: np.ndarray
+
+
+def dialogue_signals(query: str, dialogue: Dialogue, encoder: Any) -> Signals:
+    """The :class:`Signals` of a dialogue with at least one utterance. The query is embedded
+    through the encoder's memo: FFRS reads several dialogues for one query."""
+    vectors = np.asarray(encoder.encode(utterance_texts(dialogue)), float)
+    query_vector = np.asarray(encoder.encode([query], memo=True)[0], float)
+    bm25 = bm25_scores(query, dialogue)
+    features = dialogue_features(query, dialogue, vectors, query_vector, bm25=bm25)
+    return Signals(features, vectors @ query_vector, bm25, query_vector)
 
 
 def gold_mask(n: int, gold: Sequence[int]) -> np.ndarray:

@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 
 from ffr_lib.data.model import Dialogue
-from ffr_lib.mldr.difficulty import bm25_scores
 from ffr_lib.models.encoder import TextEncoder
 from ffr_lib.reader.decode import decode
-from ffr_lib.reader.features import dialogue_features, query_evidence, utterance_texts
+from ffr_lib.reader.features import dialogue_signals, query_evidence
 from ffr_lib.reader.model import HeadOutputs, ReaderWeights
 
 
@@ -111,13 +110,12 @@ class Reader:
         """Every utterance's probability, and what the query-level heads read."""
         if not dialogue.utterances:
             return Scored(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
-        vectors = np.asarray(self.encoder.encode(utterance_texts(dialogue)), float)
-        # memo: FFRS reads several dialogues for one query; embed the query once.
-        query_vector = np.asarray(self.encoder.encode([query], memo=True)[0], float)
-        bm25 = bm25_scores(query, dialogue)
-        features = dialogue_features(query, dialogue, vectors, query_vector, bm25=bm25)
+        signals = dialogue_signals(query, dialogue, self.encoder)
         return Scored(
-            self.weights.probabilities(features), vectors @ query_vector, bm25, query_vector
+            self.weights.probabilities(signals.features),
+            signals.cosine,
+            signals.bm25,
+            signals.query_vector,
         )
 
     def probabilities(self, query: str, dialogue: Dialogue) -> np.ndarray:

@@ -23,7 +23,6 @@ from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.gold import answerable
 from ffr_lib.data.model import Dialogue, QueryType
 from ffr_lib.data.sampling import spread
-from ffr_lib.mldr.difficulty import bm25_scores
 from ffr_lib.models.encoder import TextEncoder
 from ffr_lib.reader.decode import (
     HEAD_THRESHOLDS,
@@ -34,7 +33,7 @@ from ffr_lib.reader.decode import (
     tune_decoding,
 )
 from ffr_lib.reader.features import (
-    dialogue_features,
+    dialogue_signals,
     gold_mask,
     query_evidence,
     utterance_texts,
@@ -115,22 +114,19 @@ def _examples(
         dialogue = by_id[query.dialogue_id]
         negative = query.type == QueryType.NEGATIVE
         gold = [] if negative else sorted(gold_of.get(query.id, set()))
-        vectors = np.asarray(encoder.encode(utterance_texts(dialogue)), float)
-        q = np.asarray(encoder.encode([query.text], memo=True)[0], float)  # embedded above
-        bm25 = bm25_scores(query.text, dialogue)
-        x = dialogue_features(query.text, dialogue, vectors, q, bm25=bm25)
+        signals = dialogue_signals(query.text, dialogue, encoder)  # embedded above: memo
         out.append(
             Example(
                 query=query.text,
                 dialogue=dialogue,
-                features=x,
+                features=signals.features,
                 labels=gold_mask(len(dialogue.utterances), gold),
                 gold=gold,
                 gold_utterances=[] if negative else list(query.gold_utterance_ids),
                 gold_images=[] if negative else list(query.gold_image_ids),
-                query_vector=q,
-                cosine=vectors @ q,
-                bm25=bm25,
+                query_vector=signals.query_vector,
+                cosine=signals.cosine,
+                bm25=signals.bm25,
             )
         )
     return out
