@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ffr_lib.data.dataset import Dataset
-from ffr_lib.data.readers.qmsum import read_qmsum
+from ffr_lib.data.readers.qmsum import read_qmsum_split
 from ffr_lib.fem.evaluate import (
     compare_models,
     log_fem_run,
@@ -151,13 +151,6 @@ class QmsumSets:
         return out
 
 
-def _qmsum_split(split: str, meetings: int | None) -> tuple[Dataset | None, str]:
-    folder = get_settings().qmsum_dir / split
-    if not folder.is_dir():
-        return None, f"no QMSum {split} folder at {folder} (FFR_QMSUM_DIR)"
-    return read_qmsum(folder, limit=meetings), ""
-
-
 def qmsum_sets(config: FemStageConfig) -> QmsumSets:
     """The first ``qmsum_train_meetings`` of QMSum train and the first ``qmsum_val_meetings`` of
     QMSum val (queries capped by ``val_queries``), each None with a reason when its folder is
@@ -166,10 +159,10 @@ def qmsum_sets(config: FemStageConfig) -> QmsumSets:
     if config.qmsum_train_meetings == 0:
         sets.skipped["train"] = "qmsum_train_meetings is 0"
     else:
-        sets.train, why = _qmsum_split("train", config.qmsum_train_meetings)
+        sets.train, why = read_qmsum_split("train", config.qmsum_train_meetings)
         if sets.train is None:
             sets.skipped["train"] = why
-    val, why = _qmsum_split("val", config.qmsum_val_meetings)
+    val, why = read_qmsum_split("val", config.qmsum_val_meetings)
     if val is None:
         sets.skipped["val"] = why
     else:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.gold import answerable
 from ffr_lib.data.model import QueryType
-from ffr_lib.data.readers.qmsum import read_qmsum
+from ffr_lib.data.readers.qmsum import read_qmsum_split
 from ffr_lib.data.sampling import spread
 from ffr_lib.mldr.stage import load_split
 from ffr_lib.models.encoder import TextEncoder
@@ -68,12 +68,9 @@ def champion_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def _sample(dataset: Dataset, queries: int | None, dialogues: int | None = None) -> Dataset:
-    """The first ``dialogues`` dialogues (None = all) and ``queries`` of their queries, spread."""
-    kept = dataset.dialogues[:dialogues] if dialogues is not None else dataset.dialogues
-    ids = {d.id for d in kept}
-    chosen = [q for q in dataset.queries if q.dialogue_id in ids]
-    return Dataset(dialogues=kept, queries=spread(chosen, queries))
+def _sample(dataset: Dataset, queries: int | None) -> Dataset:
+    """``dataset`` with ``queries`` of its queries, spread (None = all)."""
+    return Dataset(dialogues=dataset.dialogues, queries=spread(dataset.queries, queries))
 
 
 def reader_f1(reader: Reader, dataset: Dataset) -> dict[str, float]:
@@ -127,13 +124,14 @@ def training_sources(config: ReaderStageConfig) -> tuple[dict[str, Dataset], dic
         sources["mldr"] = load_split("train")
     except FileNotFoundError as exc:
         skipped["mldr"] = str(exc)
-    qmsum_train = get_settings().qmsum_dir / "train"
     if not config.use_qmsum:
         skipped["qmsum"] = "use_qmsum is off"
-    elif qmsum_train.is_dir():
-        sources["qmsum"] = _sample(read_qmsum(qmsum_train), None, config.qmsum_meetings)
+        return sources, skipped
+    qmsum, why = read_qmsum_split("train", config.qmsum_meetings)
+    if qmsum is not None:
+        sources["qmsum"] = qmsum
     else:
-        skipped["qmsum"] = f"no QMSum train folder at {qmsum_train} (FFR_QMSUM_DIR)"
+        skipped["qmsum"] = why
     return sources, skipped
 
 
@@ -143,11 +141,10 @@ def val_sets(config: ReaderStageConfig) -> dict[str, Dataset]:
         sets["mldr-val"] = _sample(load_split("val"), config.val_queries)
     except FileNotFoundError as exc:
         log.info("no MLDR val to judge the reader on: %s", exc)
-    qmsum_val = get_settings().qmsum_dir / "val"
-    if config.use_qmsum and qmsum_val.is_dir():
-        sets["qmsum-val"] = _sample(
-            read_qmsum(qmsum_val), config.val_queries, config.qmsum_val_meetings
-        )
+    if config.use_qmsum:
+        qmsum, _why = read_qmsum_split("val", config.qmsum_val_meetings)
+        if qmsum is not None:
+            sets["qmsum-val"] = _sample(qmsum, config.val_queries)
     return sets
 
 

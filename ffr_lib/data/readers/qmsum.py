@@ -316,3 +316,12 @@ def read_qmsum(
     for problem in skipped:
         log.warning("QMSum query skipped: %s", problem["message"])
     return dataset
+
+
+def read_qmsum_split(split: str, limit: int | None = None) -> tuple[Dataset | None, str]:
+    """The first ``limit`` meetings (None = all) of QMSum ``split`` under ``FFR_QMSUM_DIR``, or
+    None and why when that folder is absent (training and gating then go on without it)."""
+    folder = get_settings().qmsum_dir / split
+    if not folder.is_dir():
+        return None, f"no QMSum {split} folder at {folder} (FFR_QMSUM_DIR)"
+    return read_qmsum(folder, limit=limit), ""
