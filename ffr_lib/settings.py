@@ -165,6 +165,12 @@ EXECUTOR = Variable(
     "`k8s` runs each step in its own pod (infra/README.md); unset = Dagster's default",
     lambda raw: raw.lower(),
 )
+F2RVLM_PROFILE = Variable(
+    "FFR_F2RVLM_PROFILE",
+    "default profile of the `f2rvlm_*` assets, read when the definitions load; with `k8s` a GPU "
+    "profile (`paper`) puts the training steps on GPU nodes, a CPU one on CPU nodes",
+    default="cpu-small",
+)
 TORCH_THREADS = Variable(
     "FFR_TORCH_THREADS",
     "forces the torch thread count of FFR's CPU work (encoding, FEM training); unset, 1 thread "
@@ -244,6 +250,7 @@ VARIABLES: tuple[Variable, ...] = (
     INBOX_SETTLE_SECONDS,
     REPORTS_DIR,
     EXECUTOR,
+    F2RVLM_PROFILE,
     TORCH_THREADS,
     PROGRESS,
     PROGRESS_EVERY,
@@ -259,6 +266,8 @@ VARIABLES: tuple[Variable, ...] = (
 #: Variables that only deployment files read, never FFR's Python code: name -> where and what.
 DEPLOYMENT_ONLY: dict[str, str] = {
     "FFR_PG_PASSWORD": "infra/docker-compose.yml: password of the compose Postgres (default ffr)",
+    "FFR_PHOTOCHAT_HOST_DIR": "infra/docker-compose.yml: host folder mounted at FFR_PHOTOCHAT_DIR",
+    "FFR_QMSUM_HOST_DIR": "infra/docker-compose.yml: host folder mounted at FFR_QMSUM_DIR",
 }
 
 

@@ -56,3 +56,11 @@ def torch_threads(threads: int | None = None) -> Iterator[int]:
     finally:
         if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)
+
+
+def use_cpu(device: str) -> bool:
+    """Whether a trainer asked for ``device`` (``cpu``, or ``auto`` = CUDA when present) runs on
+    the CPU: FEM and F2RVLM training use a GPU wherever the step's pod has one."""
+    import torch
+
+    return device == "cpu" or not torch.cuda.is_available()

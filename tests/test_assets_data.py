@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
 from dagster import DagsterInstance, materialize
 from dagster._serdes import serialize_value
 
@@ -77,3 +78,33 @@ def test_data_assets_materialize_idempotently(db_url: str, ffr_home: Path) -> No
         assert sorted(ids) == list(range(len(ids)))
     assert "pk/texttiling" in materialization.metadata
     assert "pk/fixed_windows" in materialization.metadata
+
+
+def test_raw_dialogues_skips_a_missing_data_folder_and_says_why(
+    db_url: str, ffr_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a container without the PhotoChat mount the first asset still succeeds: PhotoChat is
+    skipped with the setting to fix in the log and the metadata; chitchat (in the image) loads."""
+    empty = tmp_path / "photochat"
+    empty.mkdir()  # what a bind mount of a missing host folder leaves
+    monkeypatch.setenv("FFR_PHOTOCHAT_DIR", str(empty))
+    config = {"sources": [{"format": "photochat"}, {"format": "chitchat", "limit": 3}]}
+    result = materialize(
+        [raw_dialogues],
+        resources={"database": DatabaseResource(url=db_url)},
+        run_config={"ops": {"raw_dialogues": {"config": config}}},
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("raw_dialogues")[0].metadata
+    assert metadata["dialogues_per_source"].value == {"chitchat": 3}
+    reason = metadata["skipped_sources"].value["photochat"]
+    assert "FFR_PHOTOCHAT_DIR" in reason and str(empty) in reason
+    # A path given in the config is not skipped: a wrong one is the user's error to see.
+    config["sources"][0]["path"] = str(empty)
+    failed = materialize(
+        [raw_dialogues],
+        resources={"database": DatabaseResource(url=db_url)},
+        run_config={"ops": {"raw_dialogues": {"config": config}}},
+        raise_on_error=False,
+    )
+    assert not failed.success

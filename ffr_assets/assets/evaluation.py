@@ -9,6 +9,7 @@ import math
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
 from pydantic import Field
 
+from ffr_assets.execution import TRAINING_POOL, training_step
 from ffr_assets.resources import DatabaseResource, MlflowResource
 
 
@@ -45,6 +46,9 @@ class EvaluationReportConfig(Config):
     "Written to reports/<run>/ and reports/latest/ and logged to MLflow.",
     owners=["team:ffr"],
     kinds={"python", "mlflow"},
+    # It runs the trained F2RVLM: the same pod (GPU under a GPU profile) and cap as training.
+    op_tags=training_step(),
+    pool=TRAINING_POOL,
 )
 def evaluation_report(
     context: AssetExecutionContext,

@@ -19,7 +19,7 @@ from dagster import (
 )
 
 from ffr_assets.config import from_library
-from ffr_assets.execution import GPU_STEP
+from ffr_assets.execution import TRAINING_POOL, check_profile_fits_step, training_step
 from ffr_assets.resources import MlflowResource
 from ffr_lib.f2rvlm.stage import F2RVLMStageConfig, run_curriculum, run_grpo, run_sft
 
@@ -31,7 +31,7 @@ class F2RVLMConfig(Config):
         F2RVLMStageConfig,
         "profile",
         "paper (Qwen2-VL on GPUs) | cpu-small (~30 min, the demo) | cpu-full (hours) | tiny "
-        "(tests)",
+        "(tests); default FFR_F2RVLM_PROFILE, which on Kubernetes also picks the step's pod",
     )
     backbone: str | None = from_library(
         F2RVLMStageConfig, "backbone", "override the profile's backbone: alias, folder or hub id"
@@ -40,6 +40,7 @@ class F2RVLMConfig(Config):
 
 
 def _stage_config(config: F2RVLMConfig) -> F2RVLMStageConfig:
+    check_profile_fits_step(config.profile)
     return F2RVLMStageConfig(profile=config.profile, backbone=config.backbone, seed=config.seed)
 
 
@@ -63,7 +64,8 @@ def _metadata(summary: dict) -> dict:
     "Logged to MLflow and registered as `f2rvlm-sft`.",
     owners=["team:ffr"],
     kinds={"pytorch", "mlflow"},
-    op_tags=GPU_STEP,
+    op_tags=training_step(),
+    pool=TRAINING_POOL,
 )
 def f2rvlm_sft(context: AssetExecutionContext, config: F2RVLMConfig, mlflow: MlflowResource):
     mlflow.configure()
@@ -81,7 +83,8 @@ def f2rvlm_sft(context: AssetExecutionContext, config: F2RVLMConfig, mlflow: Mlf
     "filtered and ordered easy -> hard as METHOD.md prescribes.",
     owners=["team:ffr"],
     kinds={"pytorch"},
-    op_tags=GPU_STEP,
+    op_tags=training_step(),
+    pool=TRAINING_POOL,
 )
 def f2rvlm_curriculum(context: AssetExecutionContext, config: F2RVLMConfig, f2rvlm_sft: dict):
     summary = run_curriculum(_stage_config(config), f2rvlm_sft["adapter_dir"])
@@ -97,7 +100,8 @@ def f2rvlm_curriculum(context: AssetExecutionContext, config: F2RVLMConfig, f2rv
     "registered as `f2rvlm-grpo`; the serving retriever of `ffr retrieve` and FFRS.",
     owners=["team:ffr"],
     kinds={"pytorch", "mlflow"},
-    op_tags=GPU_STEP,
+    op_tags=training_step(),
+    pool=TRAINING_POOL,
 )
 def f2rvlm_grpo(
     context: AssetExecutionContext,

@@ -18,6 +18,7 @@ from dagster import (
 )
 
 from ffr_assets.config import from_library
+from ffr_assets.execution import CPU_HEAVY_STEP, TRAINING_POOL, training_step
 from ffr_assets.partitions import dialogue_batches
 from ffr_assets.resources import DatabaseResource, MlflowResource
 from ffr_lib.fem.stage import QMSUM_VAL, FemStageConfig, run_fem
@@ -60,6 +61,8 @@ class FemConfig(Config):
     "keeps serving.",
     owners=["team:ffr"],
     kinds={"pytorch", "mlflow"},
+    op_tags=training_step(),
+    pool=TRAINING_POOL,
     check_specs=[
         AssetCheckSpec(
             "beats_base_model",
@@ -152,6 +155,7 @@ INDEX_CHECKS = ("no_duplicates", "coverage", "hnsw_recall", "explain_uses_index"
     "FEM version is built beside the old one and serving flips once it covers every dialogue.",
     owners=["team:ffr"],
     kinds={"postgres", "pgvector"},
+    op_tags=CPU_HEAVY_STEP,
     check_specs=[
         AssetCheckSpec(name, asset="fragment_index", description=name.replace("_", " "))
         for name in INDEX_CHECKS

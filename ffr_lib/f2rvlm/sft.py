@@ -15,6 +15,7 @@ from typing import Any
 from ffr_lib.f2rvlm.backbone import Backbone, load_backbone, lora_config, write_adapter_meta
 from ffr_lib.f2rvlm.profiles import F2RVLMProfile
 from ffr_lib.progress import trainer_progress
+from ffr_lib.threads import use_cpu
 from ffr_lib.tracking import register_model_version, start_run
 
 
@@ -27,19 +28,13 @@ class TrainResult:
     run_id: str | None = None
 
 
-def _use_cpu(profile: F2RVLMProfile) -> bool:
-    import torch
-
-    return profile.device == "cpu" or not torch.cuda.is_available()
-
-
 def common_trainer_args(profile: F2RVLMProfile, output_dir: Path) -> dict[str, Any]:
     """Settings SFT and GRPO share: no checkpoints or reporters, full precision on CPU."""
     return {
         "output_dir": str(output_dir / "trainer"),
         "save_strategy": "no",
         "report_to": [],
-        "use_cpu": _use_cpu(profile),
+        "use_cpu": use_cpu(profile.device),
         "bf16": False,
         "fp16": False,
         "seed": profile.seed,

@@ -23,13 +23,16 @@ from ffr_lib.f2rvlm.profiles import F2RVLMProfile, get_profile
 from ffr_lib.f2rvlm.retriever import training_records
 from ffr_lib.f2rvlm.sft import train_sft
 from ffr_lib.mldr.stage import load_split
-from ffr_lib.settings import get_settings
+from ffr_lib.settings import F2RVLM_PROFILE, get_settings
 
 CURRICULUM_FILE = "curriculum.jsonl"
 
 
 class F2RVLMStageConfig(BaseModel):
-    profile: str = Field("cpu-small", description="paper | cpu-small | cpu-full | tiny")
+    profile: str = Field(
+        default_factory=F2RVLM_PROFILE.get,
+        description="paper | cpu-small | cpu-full | tiny (default FFR_F2RVLM_PROFILE, cpu-small)",
+    )
     backbone: str | None = Field(None, description="override the profile's backbone")
     mldr_dir: Path | None = Field(
         None, description="folder of the MLDR splits; None = where mldr_splits writes them"

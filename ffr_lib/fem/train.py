@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -32,7 +32,7 @@ from ffr_lib.models.resolve import resolve_model
 from ffr_lib.progress import trainer_progress
 from ffr_lib.segment.fragments import Fragment
 from ffr_lib.segment.windows import FixedWindowSegmenter, WindowConfig
-from ffr_lib.threads import torch_threads
+from ffr_lib.threads import torch_threads, use_cpu
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class FemTrainConfig(BaseModel):
         "words, so 128 would cut most of them (CPU cost grows with it; MiniLM takes up to 512)",
     )
     window: int = Field(8, ge=1, description="window size when no segmenter is given")
+    device: Literal["auto", "cpu"] = Field(
+        "auto", description="auto: the GPU when the step's pod has one (CUDA), else the CPU"
+    )
     seed: int = 0
     text: FragmentTextConfig = Field(default_factory=FragmentTextConfig)
 
@@ -184,7 +187,10 @@ def train_fem(
     torch.manual_seed(config.seed)
     random.seed(config.seed)
 
-    model = SentenceTransformer(resolve_model(config.base_model).path, device="cpu")
+    on_cpu = use_cpu(config.device)
+    model = SentenceTransformer(
+        resolve_model(config.base_model).path, device="cpu" if on_cpu else "cuda"
+    )
     model.max_seq_length = min(config.max_seq_length, model.max_seq_length or 10**6)
     prompts = dict(getattr(model, "prompts", None) or {})
     q_prefix, p_prefix = prompts.get("query", ""), prompts.get("passage", "")
@@ -208,7 +214,7 @@ def train_fem(
         logging_steps=1,
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
+        use_cpu=on_cpu,
         seed=config.seed,
         data_seed=config.seed,
         dataloader_num_workers=0,

@@ -60,7 +60,8 @@ def build_mldr(url: str | None, config: MldrStageConfig) -> dict:
     if len(sources) < config.split.builder.profile.topics:
         raise ValueError(
             f"only {len(sources)} stored dialogues have source in {config.source_names}; "
-            "materialize raw_dialogues first (or ingest with `ffr ingest`)"
+            "materialize raw_dialogues first (or ingest with `ffr ingest`); PhotoChat is read "
+            "from FFR_PHOTOCHAT_DIR and skipped when that folder is missing"
         )
     splits = build_splits(sources, config.split)
     tag_batches(splits)
