@@ -25,7 +25,7 @@ from ffr_lib.reader.decode import (
     tune_decoding,
 )
 from ffr_lib.reader.features import FEATURES, dialogue_features, utterance_texts
-from ffr_lib.reader.model import ReaderWeights, fit_logistic
+from ffr_lib.reader.model import ReaderWeights, fit_logistic, fit_perceptron
 from ffr_lib.reader.reader import Reader, runs_of
 from ffr_lib.reader.train import ReaderTrainConfig, train_reader
 
@@ -77,6 +77,32 @@ def test_logistic_fit_separates_a_learnable_signal() -> None:
     z = (x - mean) / scale
     accuracy = (((z @ coef + intercept) > 0) == (y > 0.5)).mean()
     assert accuracy > 0.9
+
+
+def test_the_perceptron_learns_an_interaction_a_linear_score_cannot(tmp_path: Path) -> None:
+    # Relevant when one signal is high and the other low, or the reverse (an XOR, like "a BM25
+    # burst means a run in a chat but not in a meeting"): no linear score separates it.
+    rng = np.random.default_rng(2)
+    x = np.zeros((4000, len(FEATURES)))
+    x[:, :2] = rng.normal(size=(4000, 2))
+    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(float)
+    mean, scale, coef, intercept = fit_logistic(x, y)
+    linear = ((((x - mean) / scale) @ coef + intercept > 0) == (y > 0.5)).mean()
+    fitted = fit_perceptron(x, y, units=16, epochs=40, batch_size=256, seed=0)
+    weights = ReaderWeights(
+        mean=fitted.mean.tolist(),
+        scale=fitted.scale.tolist(),
+        hidden=fitted.hidden.tolist(),
+        hidden_bias=fitted.hidden_bias.tolist(),
+        coef=fitted.coef.tolist(),
+        intercept=fitted.intercept,
+    )
+    loaded = ReaderWeights.load(weights.save(tmp_path / "reader.json"))
+    assert loaded == weights  # the hidden layer round-trips through the JSON checkpoint
+    accuracy = ((loaded.probabilities(x) > 0.5) == (y > 0.5)).mean()
+    assert linear < 0.6 and accuracy > 0.9, (linear, accuracy)
+    again = fit_perceptron(x, y, units=16, epochs=40, batch_size=256, seed=0)
+    assert np.allclose(again.hidden, fitted.hidden)  # reproducible for a seed
 
 
 def test_window_features_see_the_neighbours() -> None:
@@ -195,6 +221,25 @@ def test_trained_reader_finds_the_runs_and_abstains(tmp_path: Path) -> None:
     )
     answer = reader.read(unseen.queries[0].text, by_id[unseen.queries[0].dialogue_id])
     assert answer.runs and answer.runs[0].score == max(r.score for r in answer.runs)
+    # The untrained reference scorer comes with a decoding tuned for it on the same queries.
+    reference = ReaderWeights.load(path).reference()
+    assert reference is not None and reference.decode == weights.reference_decode
+    reference_pairs = [
+        (Reader(reference, encoder).read(q.text, by_id[q.dialogue_id]).utterance_ids, g)
+        for q, (_p, g) in zip(unseen.queries, pairs, strict=True)
+    ]
+    assert 0 < micro_f1(reference_pairs) < micro_f1(pairs)
+
+
+def test_the_reference_scorer_sums_the_two_z_scores_and_old_checkpoints_have_none() -> None:
+    weights = ReaderWeights.untrained()
+    features = np.zeros((3, len(FEATURES)), np.float32)
+    features[:, FEATURES.index("bm25_z")] = [1.0, -1.0, 0.5]
+    features[:, FEATURES.index("dense_z")] = [1.0, 0.0, 0.5]
+    features[:, FEATURES.index("bm25_max12")] = 9.0  # anything else is ignored
+    expected = 1.0 / (1.0 + np.exp(-np.array([2.0, -1.0, 1.0])))
+    assert np.allclose(weights.probabilities(features), expected)
+    assert weights.reference() is None  # no decoding tuned for it: no reference to report
 
 
 def test_runs_are_maximal_and_best_first() -> None:

@@ -16,6 +16,7 @@ from ffr_lib.data.canonical import write_canonical
 from ffr_lib.ffrs import open_ffrs
 from ffr_lib.index.stage import IndexStageConfig, index_fragments
 from ffr_lib.mldr.splits import split_dir
+from ffr_lib.reader.model import ReaderWeights
 from ffr_lib.reader.stage import ReaderStageConfig, champion_path, run_reader
 from ffr_lib.reader.train import ReaderTrainConfig
 from ffr_lib.segment.stage import FragmentStageConfig, cut_dialogues
@@ -43,10 +44,28 @@ def test_the_first_reader_becomes_champion_and_a_worse_one_does_not(trained: dic
     assert trained["alias"] == "champion" and trained["mlflow_run_id"]
     # A reader that cannot learn (everything shrunk to the intercept) loses to the champion.
     worse = run_reader(
-        ReaderStageConfig(use_qmsum=False, train=ReaderTrainConfig(l2=1e9, holdout_share=0.3))
+        ReaderStageConfig(
+            use_qmsum=False,
+            train=ReaderTrainConfig(hidden_units=0, l2=1e9, holdout_share=0.3),
+        )
     )
     assert not worse["promoted"] and worse["alias"] == "challenger"
     assert champion_path() == Path(trained["path"])
+    # The untrained reference scorer, decoded as tuned for it, is reported beside the reader.
+    reference = trained["reference_val"]["mldr-val"]
+    assert 0 < reference["f1"] < trained["val"]["mldr-val"]["f1"]
+    # A champion that reads features this code no longer computes is replaced, and says why.
+    old = ReaderWeights.load(champion_path())
+    old_path = old.model_copy(update={"features": ["retired"]}).save(
+        champion_path().parent.parent / "old" / "reader.json"
+    )
+    pointer = champion_path().parent.parent / "champion.json"
+    pointer.write_text(json.dumps({"path": str(old_path)}), encoding="utf-8")
+    again = run_reader(
+        ReaderStageConfig(use_qmsum=False, train=ReaderTrainConfig(holdout_share=0.3))
+    )
+    assert again["promoted"] and "no longer computes" in again["reasons"][0]
+    assert champion_path() == Path(again["path"])
 
 
 def test_ffrs_serves_the_champion_reader(trained: dict, db_url: str) -> None:

@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from ffr_assets.config import from_library
+from ffr_assets.execution import CPU_HEAVY_STEP
 from ffr_assets.resources import MlflowResource
 from ffr_lib.reader.stage import ReaderStageConfig, run_reader
 from ffr_lib.reader.train import ReaderTrainConfig
@@ -26,6 +27,7 @@ class ReaderConfig(Config):
     """The knobs worth turning in the UI; defaults are ReaderTrainConfig's and ReaderStageConfig's."""
 
     encoder: str = from_library(ReaderTrainConfig, "encoder")
+    hidden_units: int = from_library(ReaderTrainConfig, "hidden_units")
     l2: float = from_library(ReaderTrainConfig, "l2")
     max_queries: int | None = from_library(ReaderTrainConfig, "max_queries")
     use_qmsum: bool = from_library(ReaderStageConfig, "use_qmsum")
@@ -47,6 +49,7 @@ class ReaderConfig(Config):
     "beats the current champion on every val set.",
     owners=["team:ffr"],
     kinds={"numpy", "mlflow"},
+    op_tags=CPU_HEAVY_STEP,
     check_specs=[
         AssetCheckSpec(
             "beats_champion",
@@ -61,6 +64,7 @@ def reader_checkpoint(context: AssetExecutionContext, config: ReaderConfig, mlfl
         ReaderStageConfig(
             train=ReaderTrainConfig(
                 encoder=config.encoder,
+                hidden_units=config.hidden_units,
                 l2=config.l2,
                 max_queries=config.max_queries,
             ),
@@ -86,6 +90,8 @@ def reader_checkpoint(context: AssetExecutionContext, config: ReaderConfig, mlfl
             value = scores.get(key)
             if isinstance(value, float) and value == value:  # NaN when no negative queries
                 metadata[f"{set_name}/{key}"] = value
+    for set_name, scores in summary["reference_val"].items():
+        metadata[f"{set_name}/reference_f1"] = scores["f1"]  # untrained scorer, same decoding
     if "mlflow_run_id" in summary:
         metadata["mlflow_run_id"] = summary["mlflow_run_id"]
         metadata["registered"] = f"ffr-reader v{summary['model_version']} ({summary['alias']})"

@@ -505,8 +505,10 @@ class TrainedReader(System):
     Corpus mode: the FEM recalls fragments through the index and the reader reads the top
     dialogue whole (it decides which runs answer, or that none does)."""
 
-    def __init__(self, checkpoint: str | Path | None = None, k: int = 20) -> None:
-        self.checkpoint, self.k = checkpoint, k
+    def __init__(
+        self, checkpoint: str | Path | None = None, k: int = 20, reference: bool = False
+    ) -> None:
+        self.checkpoint, self.k, self.reference = checkpoint, k, reference
         self.pipeline: FFRSPipeline | None = None
 
     def setup(self, corpus: Corpus) -> None:
@@ -514,6 +516,13 @@ class TrainedReader(System):
         if path is None:
             raise SystemSkipped("no trained reader: materialize reader_checkpoint (or --reader)")
         self.reader = Reader.load(path)
+        if self.reference:
+            weights = self.reader.weights.reference()
+            if weights is None:
+                raise SystemSkipped(
+                    f"reader checkpoint {path} predates the reference decoding: retrain it"
+                )
+            self.reader = Reader(weights, self.reader.encoder)
         self.pipeline = recall_pipeline(corpus, self.k)
 
     def _read(self, query: str, dialogue: Dialogue, timings: dict[str, float]) -> Prediction:
@@ -590,6 +599,10 @@ def make_f2rvlm_zero_shot(options: SystemOptions) -> System:
 
 def make_reader(options: SystemOptions) -> System:
     return TrainedReader(options.reader, options.k)
+
+
+def make_reference_runs(options: SystemOptions) -> System:
+    return TrainedReader(options.reader, options.k, reference=True)
 
 
 def make_position_prior(options: SystemOptions) -> System:

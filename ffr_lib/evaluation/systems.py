@@ -110,6 +110,13 @@ SYSTEMS: Registry[SystemEntry] = Registry(
             "into runs (or nothing); corpus mode reads the FEM's top dialogue",
             f"{_B}:make_reader",
         ),
+        "zsum-runs": SystemEntry(
+            "untrained BM25 + MiniLM z-scores summed per utterance, decoded into runs (or "
+            "nothing) by the decoding tuned for it on the reader's held-aside queries: the "
+            "baseline decoded as well as the reader is",
+            f"{_B}:make_reference_runs",
+            baseline=True,
+        ),
         "position-prior": SystemEntry(
             "the gold's typical position and length, fitted on other queries",
             f"{_B}:make_position_prior",

@@ -160,21 +160,32 @@ def run_reader(config: ReaderStageConfig | None = None) -> dict[str, Any]:
     trained = Reader(weights, encoder)
     sets = val_sets(config)
     scores = {name: reader_f1(trained, data) for name, data in sets.items()}
+    reference = weights.reference()
+    reference_scores = (
+        {name: reader_f1(Reader(reference, encoder), data) for name, data in sets.items()}
+        if reference is not None
+        else {}
+    )
     champion_file = champion_path()
     champion_scores: dict[str, dict[str, float]] = {}
+    outdated = ""
     if champion_file is not None:
-        champion = Reader(ReaderWeights.load(champion_file), encoder)
-        champion_scores = {name: reader_f1(champion, data) for name, data in sets.items()}
+        champion_weights = ReaderWeights.load(champion_file)
+        if champion_weights.features != weights.features:
+            # This code cannot compute the old checkpoint's features: it cannot serve either.
+            outdated = f"the champion {champion_file} reads features this code no longer computes"
+        else:
+            champion = Reader(champion_weights, encoder)
+            champion_scores = {name: reader_f1(champion, data) for name, data in sets.items()}
     wins = {name: scores[name]["f1"] > champion_scores[name]["f1"] for name in champion_scores}
     promote = bool(scores) and all(wins.values())
-    reasons = (
-        ["no champion yet"]
-        if champion_file is None
-        else [
+    if champion_file is None or outdated:
+        reasons = [outdated or "no champion yet"]
+    else:
+        reasons = [
             f"{name}: F1 {scores[name]['f1']:.3f} vs champion {champion_scores[name]['f1']:.3f}"
             for name in champion_scores
         ]
-    )
     run = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     weights.metrics = {**weights.metrics, "val": scores}
     path = weights.save(reader_dir() / run / "reader.json")
@@ -192,6 +203,7 @@ def run_reader(config: ReaderStageConfig | None = None) -> dict[str, Any]:
         "decode": weights.decode.model_dump(),
         "decode_long": weights.decode_long.model_dump() if weights.decode_long else None,
         "val": scores,
+        "reference_val": reference_scores,
         "champion_val": champion_scores,
         "promoted": promote,
         "reasons": reasons,
@@ -213,6 +225,12 @@ def _log(path: Path, config: ReaderStageConfig, summary: dict[str, Any]) -> dict
             for key, value in values.items()
             if isinstance(value, int | float) and np.isfinite(value)
         }
+        metrics.update(
+            {
+                f"{name}.reference_f1": float(values["f1"])
+                for name, values in summary["reference_val"].items()
+            }
+        )
         metrics["promoted"] = float(summary["promoted"])
         mlflow.log_metrics(metrics)
         mlflow.set_tags({"promotion": alias, "decision": " | ".join(summary["reasons"])[:5000]})
