@@ -240,6 +240,9 @@ def test_the_reference_scorer_sums_the_two_z_scores_and_old_checkpoints_have_non
     expected = 1.0 / (1.0 + np.exp(-np.array([2.0, -1.0, 1.0])))
     assert np.allclose(weights.probabilities(features), expected)
     assert weights.reference() is None  # no decoding tuned for it: no reference to report
+    retired = weights.model_copy(update={"features": [*FEATURES[:-1], "bm25_max100"]})
+    with pytest.raises(ValueError, match=r"\['bm25_max100'\].*materialize reader_checkpoint"):
+        retired.probabilities(features)
 
 
 def test_runs_are_maximal_and_best_first() -> None:

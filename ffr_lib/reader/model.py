@@ -172,8 +172,10 @@ class ReaderWeights(BaseModel):
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         if list(FEATURES) != self.features:
+            missing = sorted(set(self.features) - set(FEATURES)) or "their order"
             raise ValueError(
-                f"reader checkpoint has features {self.features}, this code computes {FEATURES}"
+                f"this reader checkpoint reads features this code no longer computes ({missing}); "
+                "train a new one: materialize reader_checkpoint"
             )
         z = (np.asarray(features, float) - np.asarray(self.mean)) / np.asarray(self.scale)
         if self.hidden is not None:
