@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from ffr_lib.reader.decode import DecodeConfig, compose_answer
 from ffr_lib.reader.features import FEATURES
+from ffr_lib.threads import torch_threads
 
 FORMAT = "ffr-reader/1"
 
@@ -259,8 +260,6 @@ def fit_perceptron(
     """A one-hidden-layer ReLU perceptron on standardised ``features``, trained with Adam on the
     ``weights``-weighted logistic loss (reproducible for a given ``seed``)."""
     import torch
-
-    from ffr_lib.threads import torch_threads
 
     x = np.asarray(features, float)
     mean = x.mean(axis=0)
