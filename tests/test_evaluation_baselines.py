@@ -160,6 +160,9 @@ def test_every_system_runs_or_says_why_not(evaluated) -> None:
     assert "single only" in corpus["overlap-window"]["skipped"]
     assert "corpus only" in single["ffrs"]["skipped"]
     assert corpus["ffrs"]["tokens_read_mean"] > 0 and "latency_p50_ms/f2rvlm" in corpus["ffrs"]
+    # F2RVLM generates (constrained: every answer well-formed); a baseline has no such figure.
+    assert single["f2rvlm"]["malformed_rate"] == 0.0 and single["f2rvlm"]["answers_n"] >= 3
+    assert "malformed_rate" not in single["bm25-utt"]
     assert "latency_p50_ms/sql" in corpus["fem"] and "latency_p50_ms/embed" in corpus["fem"]
 
 

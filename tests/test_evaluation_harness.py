@@ -221,3 +221,22 @@ def test_comparison_pairs_only_the_queries_both_scored() -> None:
 def test_no_baseline_no_comparison() -> None:
     out = evaluate(DATASET, [_Reader()], Corpus.in_memory(DATASET), name="toy")
     assert not any("best_baseline" in k for k in out.metrics["toy/single"]["reader"])
+
+
+def test_malformed_rate_is_the_share_of_generated_answers_and_only_for_generators() -> None:
+    corpus = Corpus.in_memory(DATASET)
+    plain = score_run(_run(), corpus)
+    assert "malformed_rate" not in plain and "answers_n" not in plain  # nothing generated
+    run = _run()
+    counts = [
+        {"exact": 2, "recovered": 1, "malformed": 1},
+        {"exact": 0, "recovered": 0, "malformed": 3},
+        {"exact": 3, "recovered": 0, "malformed": 0},
+    ]
+    for record, answers in zip(run.records, counts, strict=True):
+        record.prediction.answers = answers
+    m = score_run(run, corpus)
+    # 10 answers over the three queries: 4 malformed, 1 recovered (not per-query means).
+    assert m["answers_n"] == 10
+    assert m["malformed_rate"] == pytest.approx(0.4)
+    assert m["recovered_rate"] == pytest.approx(0.1)

@@ -153,3 +153,16 @@ def test_metrics_without_intervals_render_as_before() -> None:
     text = render_markdown(partial)
     assert "| fem | 2 | 0.500 |" in text
     assert "| fem | bm25-utt | -0.100 | - | - | - |" in text
+
+
+def test_malformed_column_shows_for_generators_and_a_dash_for_the_others() -> None:
+    text = render_markdown(
+        {"x/single": {"gen": {"n": 2.0, "f1": 0.5, "malformed_rate": 0.25}, "bm25": {"f1": 0.1}}}
+    )
+    header = next(line for line in text.splitlines() if line.startswith("| system"))
+    assert "malformed" in header
+    gen = next(line for line in text.splitlines() if line.startswith("| gen"))
+    bm25 = next(line for line in text.splitlines() if line.startswith("| bm25"))
+    assert gen.rstrip(" |").endswith("0.250") and bm25.rstrip(" |").endswith("-")
+    # no generator in the table: no column
+    assert "malformed" not in render_markdown({"x/single": {"s": {"f1": 0.1}}})

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ffr_lib.data.format.answer import (
+    MALFORMED,
     compact_to_reference,
     format_answer,
     format_compact,
@@ -13,6 +14,7 @@ from ffr_lib.data.format.answer import (
     parse_answer,
     parse_compact,
     reference_to_compact,
+    status_counts,
 )
 
 REF = "<|utt_ids_start|>[3, 4, 5]<|utt_ids_end|>;<|img_ids_start|>[1]<|img_ids_end|>"
@@ -61,9 +63,6 @@ def test_malformed_never_raises_and_gives_empty_sets() -> None:
         REF.replace("[1]", "[1.5]"),
         REF.replace("[1]", "[a]"),
         REF.replace("[3, 4, 5]", "[3, 4,]"),
-        "The answer is " + REF,
-        REF + " because the user asked about it",
-        REF + REF,
         # image part first is not the format
         "<|img_ids_start|>[1]<|img_ids_end|>;<|utt_ids_start|>[3]<|utt_ids_end|>",
         None,
@@ -73,6 +72,34 @@ def test_malformed_never_raises_and_gives_empty_sets() -> None:
     for text in bad:
         a = parse_answer(text)
         assert a.utt_ids == [] and a.img_ids == [] and not a.well_formed and not a.syntax_ok, text
+        assert a.status == "malformed" and not a.recovered, text
+
+
+def test_answer_inside_other_text_is_recovered_as_the_official_evaluation_does() -> None:
+    other = REF.replace("[3, 4, 5]", "[7]")
+    for text in (
+        "The answer is " + REF,
+        REF + " because the user asked about it",
+        REF + other,  # the first answer counts
+        "<think>unclosed " + REF,
+        "<think>hm " + other + "</think> so: " + REF,  # a leading think block is skipped
+    ):
+        a = parse_answer(text)
+        assert (a.utt_ids, a.img_ids, a.status) == ([3, 4, 5], [1], "recovered"), text
+        # R_F1 / R_Format still see the exact format only.
+        assert not a.syntax_ok and not a.well_formed, text
+    assert parse_answer(REF).status == "exact"
+    c = parse_compact("Sure! U 3-5, 9; I none. Hope that helps")
+    assert (c.utt_ids, c.img_ids, c.status) == ([3, 4, 5, 9], [], "recovered")
+    assert parse_compact("U 1; I 1 extra").status == "recovered"
+    # not inside a word, and an invalid first answer is malformed
+    assert parse_compact("YOU 3; I 2").status == "malformed"
+    assert parse_compact("x U 5-3; I none then U 1; I none").status == "malformed"
+    assert status_counts([parse_answer(REF), parse_answer("x " + REF), MALFORMED]) == {
+        "exact": 1,
+        "recovered": 1,
+        "malformed": 1,
+    }
 
 
 def test_think_tag_policy() -> None:
@@ -141,5 +168,6 @@ def test_round_trips(utt: set[int], img: set[int]) -> None:
 def test_parse_never_raises(text: str) -> None:
     for a in (parse_answer(text), parse_compact(text)):
         assert a.well_formed <= a.syntax_ok
-        if not a.syntax_ok:
+        assert not (a.syntax_ok and a.recovered)
+        if a.status == "malformed":
             assert a.is_empty

@@ -117,6 +117,9 @@ def test_single_dialogue_query_runs_sliding_windows(tiny_reader: FragmentReader)
     dialogue = _dialogue(n=20, owners=(3,))
     prediction = read_whole_dialogue(tiny_reader, dialogue, "line 4")
     assert prediction.tokens_read > 0 and prediction.timings["f2rvlm"] > 0
+    # One generated answer per window (20 lines, 8 per window, overlap 2), all well-formed
+    # under the tiny profile's constrained decoding (the evaluation's malformed rate).
+    assert prediction.answers == {"exact": 3, "recovered": 0, "malformed": 0}
     (unit,) = prediction.units
     assert unit.read and set(unit.picked_utterance_ids or []) <= set(range(20))
     assert prediction.utterance_ids == (unit.picked_utterance_ids or [])

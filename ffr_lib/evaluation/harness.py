@@ -28,6 +28,10 @@ Metrics per (dataset, mode, system), flat ``name -> value`` (all from
   queries answered with something);
 - latency p50/p95 per stage in milliseconds (``latency_p50_ms/<stage>``, stage ``total`` is the
   wall time of ``predict``) and ``tokens_read_mean`` (prompt tokens read by a generator);
+- ``malformed_rate`` / ``recovered_rate`` and ``answers_n``, only for a system that generates
+  answers (``Prediction.answers``): the share of its generated answers (one per window prompt)
+  with no answer in them, and with an answer found only inside other text
+  (:mod:`ffr_lib.data.format.answer`), over ``answers_n`` answers;
 - the same headline figures per group (``group/<grouper>=<value>/<metric>``): dialogue length
   bucket (<35, 35-65, >65 turns), query family, query type, and whatever the dataset adds;
 - ``f1_ci_low`` / ``f1_ci_high``: the 95% bootstrap interval of ``f1`` over the queries
@@ -45,7 +49,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -388,6 +392,7 @@ class _View:
     empty: bool
     timings: dict[str, float]
     tokens: int
+    answers: dict[str, int]
 
 
 def _view(record: Record, corpus: Corpus) -> _View:
@@ -410,7 +415,25 @@ def _view(record: Record, corpus: Corpus) -> _View:
         prediction.is_empty,
         timings,
         prediction.tokens_read,
+        prediction.answers,
     )
+
+
+def answer_rates(per_query: Iterable[Mapping[str, int]]) -> dict[str, float]:
+    """``malformed_rate``, ``recovered_rate`` and ``answers_n`` over the generated answers of
+    all queries; {} when nothing was generated (a system that does not generate)."""
+    totals: dict[str, int] = defaultdict(int)
+    for counts in per_query:
+        for status, n in counts.items():
+            totals[status] += n
+    n = sum(totals.values())
+    if not n:
+        return {}
+    return {
+        "malformed_rate": totals["malformed"] / n,
+        "recovered_rate": totals["recovered"] / n,
+        "answers_n": float(n),
+    }
 
 
 def _aggregate(views: Sequence[_View], ks: Sequence[int]) -> dict[str, float]:
@@ -449,6 +472,7 @@ def _aggregate(views: Sequence[_View], ks: Sequence[int]) -> dict[str, float]:
         out[f"latency_p50_ms/{stage}"] = percentile(values, 50)
         out[f"latency_p95_ms/{stage}"] = percentile(values, 95)
     out["tokens_read_mean"] = float(np.mean([v.tokens for v in views])) if views else 0.0
+    out.update(answer_rates(v.answers for v in views))
     return out
 
 

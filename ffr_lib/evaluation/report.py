@@ -53,6 +53,7 @@ HEADLINE: tuple[tuple[str, str], ...] = (
     ("latency_p50_ms/total", "p50 ms"),
     ("latency_p95_ms/total", "p95 ms"),
     ("tokens_read_mean", "tokens"),
+    ("malformed_rate", "malformed"),
 )
 #: (metric key, column title) of the per-modality table: the reference micro figures.
 MODALITY: tuple[tuple[str, str], ...] = tuple(
@@ -89,7 +90,7 @@ def _fmt(value: Any, key: str) -> str:
         return value
     if isinstance(value, float) and math.isnan(value):
         return "-"
-    if key in ("n",) or key.startswith("tokens"):
+    if key in ("n", "answers_n") or key.startswith("tokens"):
         return f"{value:.0f}"
     if key.startswith("latency"):
         return f"{value:.1f}"

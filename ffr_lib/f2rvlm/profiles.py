@@ -152,6 +152,13 @@ class F2RVLMProfile(BaseModel):
     )
     grpo: GRPOSettings = Field(default_factory=GRPOSettings, description="stage 2")
     max_new_tokens: int = Field(48, description="generation budget at inference")
+    constrained_decoding: bool = Field(
+        True,
+        description="inference (F2RVLM alone and as FFRS's fine stage): the generator can only "
+        "write a well-formed answer in answer_form whose ids exist in its prompt "
+        "(ffr_lib.f2rvlm.constrained, transformers' prefix_allowed_tokens_fn); False = free "
+        "greedy decoding. Training, curriculum scoring and GRPO sampling stay unconstrained",
+    )
     seed: int = Field(0, description="record sampling and trainer seed")
     device: Literal["cpu", "auto"] = Field("auto", description="cpu, or auto (CUDA if present)")
 

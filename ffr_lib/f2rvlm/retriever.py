@@ -22,6 +22,7 @@ from ffr_lib.data.format.answer import ParsedAnswer, format_in, parse
 from ffr_lib.data.format.prompt import IMAGE_TOKEN, PromptConfig, RenderedPrompt, render_prompt
 from ffr_lib.data.model import Dialogue, Query
 from ffr_lib.f2rvlm.backbone import Backbone, load_backbone, load_trained, read_adapter_meta
+from ffr_lib.f2rvlm.constrained import AnswerGrammar, allowed_tokens_fn
 from ffr_lib.f2rvlm.hints import (
     annotations_from_scores,
     default_embedder,
@@ -74,6 +75,18 @@ def window_prompts(
     return [
         WindowPrompt(w, render_prompt(dialogue, query, config, list(w.utterance_ids), notes))
         for w in windows
+    ]
+
+
+def answer_grammars(
+    prompts: Sequence[RenderedPrompt], profile: F2RVLMProfile
+) -> list[AnswerGrammar] | None:
+    """The answer grammar of each prompt (its own ids), or None when the profile does not
+    constrain decoding (``profile.constrained_decoding``)."""
+    if not profile.constrained_decoding:
+        return None
+    return [
+        AnswerGrammar(profile.answer_form, len(p.utterance_ids), len(p.image_ids)) for p in prompts
     ]
 
 
@@ -199,9 +212,15 @@ def generate(
     with_logprobs: bool = False,
     batch_size: int = 8,
     share_prefix: bool = True,
+    grammars: Sequence[AnswerGrammar] | None = None,
 ) -> list[tuple[str, list[float]]]:
     """Greedy completions for chat prompts (batched, left padding), optionally with the log
     probability of each generated token.
+
+    ``grammars`` (one per prompt): constrained decoding, each completion can only be a
+    well-formed answer with the ids of its prompt (:mod:`ffr_lib.f2rvlm.constrained`, through
+    transformers' ``prefix_allowed_tokens_fn``); log probabilities are then those of the
+    constrained distribution.
 
     ``share_prefix`` (text models): the tokens all prompts start with (system prompt and
     instruction; FFRS candidates of one query share them) are run through the model once and
@@ -253,6 +272,13 @@ def generate(
         else:
             inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         inputs = {k: v.to(model.device) for k, v in inputs.items()}
+        if grammars is not None:
+            kwargs["prefix_allowed_tokens_fn"] = allowed_tokens_fn(
+                tokenizer,
+                grammars[start : start + batch_size],
+                inputs["input_ids"].shape[1],
+                max_new_tokens,
+            )
         with torch.no_grad():
             result = model.generate(
                 **inputs,
@@ -324,6 +350,7 @@ class F2RVLMRetriever:
             images=[[_default_pixels(i) for i in wp.prompt.images] for wp in prompts]
             if vlm
             else None,
+            grammars=answer_grammars([wp.prompt for wp in prompts], self.profile),
         )
         texts = [text for text, _ in outputs]
         return prompts, [parse(t, self.profile.answer_form) for t in texts], texts

@@ -30,13 +30,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ffr_lib.data.format.answer import parse
+from ffr_lib.data.format.answer import parse, status_counts
 from ffr_lib.data.format.prompt import RenderedPrompt, render_prompt
 from ffr_lib.data.model import Dialogue
 from ffr_lib.f2rvlm.hints import hint_annotations
 from ffr_lib.f2rvlm.retriever import (
     F2RVLMRetriever,
     _default_pixels,
+    answer_grammars,
     chat_messages,
     generate,
     prompt_config,
@@ -177,6 +178,7 @@ class FragmentReader:
             images=[[_default_pixels(i) for i in p.images] for p in prompts] if vlm else None,
             batch_size=self.batch_size,
             share_prefix=self.share_prefix,
+            grammars=answer_grammars(prompts, profile),
         )
         texts = [text for text, _ in outputs]
         picks, raw = map_answers(prompts, owner, texts, len(candidates), profile.answer_form)
@@ -401,5 +403,9 @@ def read_whole_dialogue(reader: FragmentReader, dialogue: Dialogue, text: str) -
         picked_image_ids=img,
     )
     return Prediction(
-        dialogues=merge_per_dialogue([unit]), units=[unit], timings=timings, tokens_read=tokens
+        dialogues=merge_per_dialogue([unit]),
+        units=[unit],
+        timings=timings,
+        tokens_read=tokens,
+        answers=status_counts(answers),
     )

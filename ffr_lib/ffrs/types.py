@@ -79,12 +79,15 @@ class DialogueResult:
 @dataclass
 class Prediction:
     """What a system returns for one query. ``dialogues`` is ranked best first; empty means the
-    system found nothing (the right answer to a negative query)."""
+    system found nothing (the right answer to a negative query). ``answers``: how many of the
+    answers a generator wrote for this query were exact, recovered or malformed
+    (``ffr_lib.data.format.answer.status_counts``); empty for systems that do not generate."""
 
     dialogues: list[DialogueResult] = field(default_factory=list)
     units: list[RankedFragment] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     tokens_read: int = 0
+    answers: dict[str, int] = field(default_factory=dict)
 
     @property
     def dialogue_id(self) -> str | None:
@@ -108,6 +111,7 @@ class Prediction:
             "units": [u.as_dict() for u in self.units],
             "timings": self.timings,
             "tokens_read": self.tokens_read,
+            "answers": self.answers,
         }
 
 

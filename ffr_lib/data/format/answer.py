@@ -13,16 +13,25 @@ Both converters are exact on canonical answers (sorted, unique ids).
 Parsing policy (one policy, used by the prompt, the parser and every reward):
 
 - **Think tags.** A completion may start with ONE ``<think>...</think>`` block (reasoning
-  models emit it); that block and the whitespace around it are stripped. After it, the answer
-  must be the whole rest of the completion: nothing before it, nothing after it (surrounding
+  models emit it); that block and the whitespace around it are stripped. After it, an exact
+  answer is the whole rest of the completion: nothing before it, nothing after it (surrounding
   whitespace and a trailing end-of-turn marker such as ``<|im_end|>`` or ``<|endoftext|>`` are
-  ignored). A second think block, an unclosed ``<think>`` or a stray ``</think>`` is malformed.
+  ignored). A second think block, an unclosed ``<think>`` or a stray ``</think>`` is not exact
+  (an answer after it may still be recovered, below).
   The prompt never asks for think tags and SFT targets never contain them.
 - **Exact format.** Markers exactly as above, utterance part first, ``;`` between the parts
   (whitespace around ``;`` and inside the brackets is tolerated, ``[3,4]`` reads like
   ``[3, 4]``), ids are non-negative decimal integers, ``[]`` is an empty set.
-- **Never raises.** Anything that is not in the exact format parses to empty sets with
-  ``syntax_ok`` and ``well_formed`` False.
+- **Lenient recovery.** A completion that is not an answer as a whole is searched for its
+  first answer anywhere (after a leading think block, if any), as the official evaluation does
+  with ``re.search``: ``"The answer is U 3; I none."`` gives ``[3]`` with ``recovered`` True and
+  ``syntax_ok`` / ``well_formed`` False, so inference keeps the ids while R_F1, R_Fragment and
+  R_Format (which check ``syntax_ok`` / ``well_formed``) still score only the exact format. Only
+  the first answer found counts; if it is invalid (a reversed or huge range) the completion is
+  malformed. :attr:`ParsedAnswer.status` names the three cases: ``exact``, ``recovered``,
+  ``malformed``.
+- **Never raises.** Anything with no answer in it parses to empty sets with ``syntax_ok``,
+  ``well_formed`` and ``recovered`` False (status ``malformed``).
 - **Duplicates.** ``[3, 3]`` parses (``syntax_ok`` True, ids deduplicated to ``[3]``) but is not
   ``well_formed``: R_F1 scores the deduplicated sets, R_Format gives 0.
 """
@@ -43,6 +52,10 @@ THINK_START = "<think>"
 THINK_END = "</think>"
 
 AnswerForm = Literal["reference", "compact"]
+#: ``exact``: the whole completion is an answer; ``recovered``: an answer was found inside other
+#: text; ``malformed``: no answer at all (see the module policy).
+AnswerStatus = Literal["exact", "recovered", "malformed"]
+ANSWER_STATUSES: tuple[AnswerStatus, ...] = ("exact", "recovered", "malformed")
 
 # End-of-turn markers a decoded completion may still carry when special tokens were not skipped.
 _TRAILING_EOS = ("<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<end_of_turn>")
@@ -58,7 +71,8 @@ _REFERENCE_RE = re.compile(
     + re.escape(IMG_IDS_END)
 )
 _RANGES = r"(none|\d+(?:\s*-\s*\d+)?(?:\s*,\s*\d+(?:\s*-\s*\d+)?)*)"
-_COMPACT_RE = re.compile(r"U\s+" + _RANGES + r"\s*;\s*I\s+" + _RANGES)
+# Not preceded by a word character, so a search does not start inside a word ("YOU 3; I 2").
+_COMPACT_RE = re.compile(r"(?<!\w)U\s+" + _RANGES + r"\s*;\s*I\s+" + _RANGES)
 _THINK_BLOCK_RE = re.compile(r"\s*<think>(.*?)</think>", re.DOTALL)
 
 
@@ -68,16 +82,32 @@ class ParsedAnswer:
 
     ``syntax_ok``: the text is in the exact format (duplicates allowed).
     ``well_formed``: ``syntax_ok`` and no duplicate ids (what R_Format rewards).
+    ``recovered``: the ids come from the first answer found inside other text.
     """
 
     utt_ids: list[int] = field(default_factory=list)
     img_ids: list[int] = field(default_factory=list)
     well_formed: bool = False
     syntax_ok: bool = False
+    recovered: bool = False
 
     @property
     def is_empty(self) -> bool:
         return not self.utt_ids and not self.img_ids
+
+    @property
+    def status(self) -> AnswerStatus:
+        if self.syntax_ok:
+            return "exact"
+        return "recovered" if self.recovered else "malformed"
+
+
+def status_counts(answers: Iterable[ParsedAnswer]) -> dict[str, int]:
+    """How many of ``answers`` are exact, recovered and malformed (every status present)."""
+    counts = dict.fromkeys(ANSWER_STATUSES, 0)
+    for answer in answers:
+        counts[answer.status] += 1
+    return counts
 
 
 MALFORMED = ParsedAnswer()
@@ -124,26 +154,34 @@ def _ids(group: str | None) -> list[int]:
     return [int(part) for part in group.split(",")]
 
 
-def _result(utt: list[int], img: list[int]) -> ParsedAnswer:
+def _result(utt: list[int], img: list[int], recovered: bool = False) -> ParsedAnswer:
     unique = len(set(utt)) == len(utt) and len(set(img)) == len(img)
+    if recovered:
+        return ParsedAnswer(sorted(set(utt)), sorted(set(img)), recovered=True)
     return ParsedAnswer(sorted(set(utt)), sorted(set(img)), well_formed=unique, syntax_ok=True)
 
 
-def _fullmatch(text: object, pattern: re.Pattern[str]) -> re.Match[str] | None:
-    """``pattern`` over the whole completion less its think block (the module policy); None
-    for a non-string, a bad think block or no match."""
+def _match(text: object, pattern: re.Pattern[str]) -> tuple[re.Match[str] | None, bool]:
+    """(match, recovered): ``pattern`` over the whole completion less its think block (the
+    module policy), else its first occurrence anywhere after a leading think block
+    (``recovered``); (None, False) for a non-string or no answer at all."""
     if not isinstance(text, str):
-        return None
+        return None, False
     body = strip_think(text)
-    return pattern.fullmatch(body) if body is not None else None
+    whole = pattern.fullmatch(body) if body is not None else None
+    if whole:
+        return whole, False
+    think = _THINK_BLOCK_RE.match(text)
+    found = pattern.search(text, think.end() if think else 0)
+    return found, found is not None
 
 
 def parse_answer(text: object) -> ParsedAnswer:
     """Parse a completion in the reference format. Never raises (see the module policy)."""
-    match = _fullmatch(text, _REFERENCE_RE)
+    match, recovered = _match(text, _REFERENCE_RE)
     if not match:
         return MALFORMED
-    return _result(_ids(match.group(1)), _ids(match.group(2)))
+    return _result(_ids(match.group(1)), _ids(match.group(2)), recovered)
 
 
 def _ranges(ids: list[int]) -> str:
@@ -189,7 +227,7 @@ _MAX_COMPACT_IDS = 100_000
 def parse_compact(text: object) -> ParsedAnswer:
     """Parse a completion in the compact form, same policy as :func:`parse_answer`.
     Overlapping ranges (``1-3, 2``) count as duplicates."""
-    match = _fullmatch(text, _COMPACT_RE)
+    match, recovered = _match(text, _COMPACT_RE)
     if not match:
         return MALFORMED
     total = 0
@@ -204,7 +242,7 @@ def parse_compact(text: object) -> ParsedAnswer:
     img, ok_i = _expand(match.group(2))
     if not (ok_u and ok_i):
         return MALFORMED
-    return _result(utt, img)
+    return _result(utt, img, recovered)
 
 
 def parse(text: object, form: AnswerForm = "reference") -> ParsedAnswer:
