@@ -50,6 +50,7 @@ ui: setup
 
 bench: setup
 	$(BIN)/ffr bench $(BENCH_ARGS)
+	$(BIN)/python bench/filtered_search.py
 
 db-up: setup
 	$(BIN)/ffr db up
