@@ -178,6 +178,40 @@ def test_hybrid_search_fuses_text_and_vectors(corpus) -> None:
     ]
 
 
+def test_hybrid_full_text_ranks_by_bm25_so_a_rare_word_beats_a_repeated_common_one(
+    corpus,
+) -> None:
+    url, rows, _emb = corpus
+    rare = next(r for r in rows if r.dialogue_id == "syn-00042")
+    repeated = next(r for r in rows if r.dialogue_id == "syn-00043")
+    common = [r.id for r in rows if r.dialogue_id not in ("syn-00042", "syn-00043")][:300]
+    question = "did the zeppelin fly over lisbon?"
+    with connect(url) as db:
+        db.execute("UPDATE ffr.fragments SET text = text || ' zeppelin' WHERE id = %s", (rare.id,))
+        db.execute(
+            "UPDATE ffr.fragments SET text = text || ' lisbon lisbon lisbon' WHERE id = %s",
+            (repeated.id,),
+        )
+        db.execute(
+            "UPDATE ffr.fragments SET text = text || ' lisbon' WHERE id = ANY(%s)", (common,)
+        )
+        (model,) = db.execute("SELECT embedding_model FROM ffr.serving").fetchone()
+        db.execute("SELECT ffr.refresh_text_stats(%s)", (model,))
+        db.commit()
+        stats = db.execute(
+            "SELECT fragments FROM ffr.lexeme_stats WHERE embedding_model = %s AND lexeme = %s",
+            (model, "lisbon"),
+        ).fetchone()
+        assert stats == (len(common) + 1,)
+    hits = hybrid_by_vector(None, question, 5, url=url)
+    assert hits[0].fragment_id == rare.id  # idf: the word in 1 fragment outweighs the one in 301
+    with connect(url) as db:  # without stats (an index older than 0007): ts_rank, no idf
+        db.execute("DELETE FROM ffr.text_stats")
+        db.commit()
+    hits = hybrid_by_vector(None, question, 5, url=url)
+    assert hits[0].fragment_id == repeated.id
+
+
 def test_similar_fragments_excludes_itself(corpus) -> None:
     url, rows, emb = corpus
     source = rows[17]

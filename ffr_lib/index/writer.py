@@ -443,6 +443,9 @@ def index_rows(
         )
         if stats.inserted or stats.deleted_stale or stats.index_built:
             db.execute("ANALYZE ffr.fragments")
+        if stats.inserted or stats.deleted_stale:
+            # Document frequencies of the version's words: hybrid_search's BM25 (0007).
+            db.execute("SELECT ffr.refresh_text_stats(%s)", (model,))
         if stats.inserted:
             # A bulk load leaves the new rows in the GIN indexes' pending lists, which every
             # full-text and speaker-filtered search would then scan (a speaker filter at 10k
