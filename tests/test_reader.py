@@ -89,14 +89,7 @@ def test_the_perceptron_learns_an_interaction_a_linear_score_cannot(tmp_path: Pa
     mean, scale, coef, intercept = fit_logistic(x, y)
     linear = ((((x - mean) / scale) @ coef + intercept > 0) == (y > 0.5)).mean()
     fitted = fit_perceptron(x, y, units=16, epochs=40, batch_size=256, seed=0)
-    weights = ReaderWeights(
-        mean=fitted.mean.tolist(),
-        scale=fitted.scale.tolist(),
-        hidden=fitted.hidden.tolist(),
-        hidden_bias=fitted.hidden_bias.tolist(),
-        coef=fitted.coef.tolist(),
-        intercept=fitted.intercept,
-    )
+    weights = fitted.weights()
     loaded = ReaderWeights.load(weights.save(tmp_path / "reader.json"))
     assert loaded == weights  # the hidden layer round-trips through the JSON checkpoint
     accuracy = ((loaded.probabilities(x) > 0.5) == (y > 0.5)).mean()

@@ -205,6 +205,14 @@ class ReaderWeights(BaseModel):
         return cls.model_validate(data)
 
 
+def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and scale of ``x`` (a constant column keeps scale 1)."""
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    return mean, scale
+
+
 def fit_logistic(
     features: np.ndarray,
     labels: np.ndarray,
@@ -217,9 +225,7 @@ def fit_logistic(
     x = np.asarray(features, float)
     y = np.asarray(labels, float)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale < 1e-9] = 1.0
+    mean, scale = standardisation(x)
     design = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
     theta = np.zeros(design.shape[1])
     penalty = np.full(design.shape[1], l2)
@@ -245,6 +251,18 @@ class Perceptron(NamedTuple):
     coef: np.ndarray
     intercept: float
 
+    def weights(self, encoder: str = "minilm") -> ReaderWeights:
+        """These parameters as a reader checkpoint over :data:`FEATURES`."""
+        return ReaderWeights(
+            mean=self.mean.tolist(),
+            scale=self.scale.tolist(),
+            hidden=self.hidden.tolist(),
+            hidden_bias=self.hidden_bias.tolist(),
+            coef=self.coef.tolist(),
+            intercept=self.intercept,
+            encoder=encoder,
+        )
+
 
 def fit_perceptron(
     features: np.ndarray,
@@ -262,9 +280,7 @@ def fit_perceptron(
     import torch
 
     x = np.asarray(features, float)
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale < 1e-9] = 1.0
+    mean, scale = standardisation(x)
     w = np.ones(len(x)) if weights is None else np.asarray(weights, float)
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.tensor((x - mean) / scale, dtype=torch.float32)

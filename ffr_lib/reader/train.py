@@ -237,15 +237,7 @@ def _fit_scorer(
         weight_decay=config.weight_decay,
         seed=config.seed,
     )
-    return ReaderWeights(
-        mean=fitted.mean.tolist(),
-        scale=fitted.scale.tolist(),
-        hidden=fitted.hidden.tolist(),
-        hidden_bias=fitted.hidden_bias.tolist(),
-        coef=fitted.coef.tolist(),
-        intercept=fitted.intercept,
-        encoder=config.encoder,
-    )
+    return fitted.weights(config.encoder)
 
 
 #: A head is fitted only when each of its classes has at least this many training queries.
