@@ -18,9 +18,11 @@ import os
 import shutil
 import tempfile
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ffr_lib.data.dataset import Dataset
@@ -229,3 +231,19 @@ def synthetic_dataset() -> Callable[..., Dataset]:
     """Factory: ``synthetic_dataset(n_dialogues, n_utterances=14, ...)`` (see
     :func:`make_synthetic_dataset`)."""
     return make_synthetic_dataset
+
+
+class RandomEmbedder:
+    """A unit vector drawn from a seed of the text: no structure for HNSW to lean on, no ties."""
+
+    def __init__(self, dim: int = 16, version: str = "rand16@filter") -> None:
+        self.dimension, self.model_version = dim, version
+
+    def encode(self, texts, batch_size: int = 64, normalize: bool = True, **_kw) -> np.ndarray:
+        out = np.stack(
+            [
+                np.random.default_rng(zlib.crc32(t.encode())).standard_normal(self.dimension)
+                for t in texts
+            ]
+        ).astype(np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)

@@ -14,6 +14,7 @@ from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.model import Dialogue, Utterance
 from ffr_lib.fem.fragment_text import (
     CHUNKS_SUFFIX,
+    LEGACY_CHUNKS_SUFFIX,
     ChunkedEmbedder,
     FragmentTextConfig,
     build_embedder,
@@ -37,6 +38,11 @@ FILLER = [
 ]
 LAST = "Marketing: one more thing, the catering company will deliver sushi for the party on Friday"
 QUERY = "Who is bringing sushi to the Friday party?"
+PARTY = [
+    LAST,
+    "Project Manager: sushi for the Friday party, lovely, who is bringing it?",
+    "Marketing: the caterer is bringing the sushi to the party on Friday",
+]
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +146,15 @@ def test_versions_differ_and_the_config_picks_the_embedder(encoder, chunked) -> 
     assert embedder_for_version(encoder, encoder.model_version) is encoder
     found = embedder_for_version(encoder, chunked.model_version)
     assert isinstance(found, ChunkedEmbedder) and found.text is encoder
-    assert embedder_for_version(encoder, "minilm@000000000000+chunks") is None
+    assert embedder_for_version(encoder, "minilm@000000000000+parts") is None
+    # An index built before parts (0008) still serves its queries.
+    legacy = embedder_for_version(encoder, encoder.model_version + LEGACY_CHUNKS_SUFFIX)
+    assert isinstance(legacy, ChunkedEmbedder)
+    assert legacy.model_version == encoder.model_version + LEGACY_CHUNKS_SUFFIX
 
 
-def _meeting(did: str, topic: list[str], last: str) -> Dialogue:
-    lines = [*(topic * 3), last]
+def _meeting(did: str, topic: list[str], last: list[str]) -> Dialogue:
+    lines = [*(topic * 3), *last]
     return Dialogue(
         id=did,
         source="test",
@@ -162,8 +172,9 @@ def test_search_serves_a_chunked_index(db_url: str, encoder) -> None:
         "Member: teachers' salaries take most of it, and the buildings need repairs",
     ]
     dialogues = [
-        _meeting("design", FILLER, LAST),
-        _meeting("budget", other * 4, "Member: and the buses need new tyres before winter"),
+        # The party comes up only at the end of a fragment longer than the window.
+        _meeting("design", FILLER, PARTY),
+        _meeting("budget", other * 4, ["Member: and the buses need new tyres before winter"]),
     ]
     write_dataset(Dataset(dialogues=dialogues), url=db_url)
     window = FixedWindowSegmenter(WindowConfig(size=100))
@@ -184,4 +195,4 @@ def test_search_serves_a_chunked_index(db_url: str, encoder) -> None:
     app.command("noop")(lambda: None)
     result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["search", QUERY, "--k", "1"])
     assert result.exit_code == 0, result.output
-    assert "+chunks" in result.output and "design" in result.output
+    assert CHUNKS_SUFFIX in result.output and "design" in result.output

@@ -5,7 +5,6 @@ filters, and broad filters (the HNSW iterative scan) keep k rows and recall@10 >
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from conftest import RandomEmbedder
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.db import connect
@@ -28,22 +28,6 @@ K = 10
 EF_SEARCH = 40  # the version's candidate list: with 0.6% of the rows passing, ~0.2 of 40 pass
 START = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)  # dialogue d of the synthetic data starts d days on
 CAROL_EVERY = 40  # carol says utterance 5 of every 40th dialogue: 13 fragments of 2,000
-
-
-class RandomEmbedder:
-    """A unit vector drawn from a seed of the text: no structure for HNSW to lean on, no ties."""
-
-    def __init__(self, dim: int = 16, version: str = "rand16@filter") -> None:
-        self.dimension, self.model_version = dim, version
-
-    def encode(self, texts, batch_size: int = 64, normalize: bool = True, **_kw) -> np.ndarray:
-        out = np.stack(
-            [
-                np.random.default_rng(zlib.crc32(t.encode())).standard_normal(self.dimension)
-                for t in texts
-            ]
-        ).astype(np.float32)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 @pytest.fixture

@@ -12,7 +12,10 @@ default (``FragmentTextConfig.long_text = "chunk_mean"``) the index embeds a lon
 :class:`ChunkedEmbedder`: line-aligned chunks that each fit the window and together cover every
 token, combined into one vector, so a line at the end of a fragment counts as much as one at the
 start. A text that fits is embedded exactly as before, and the SQL functions still see one vector
-per fragment; the FEM version gets ``+chunks``, so chunked and truncated vectors never mix.
+per fragment, and keeps each chunk's vector as a part of the fragment: the search scores a
+fragment by its nearest part (sql/migrations/0008), so one relevant line in a long fragment is
+not diluted by the rest. The FEM version gets ``+parts``, so chunked and truncated vectors never
+mix.
 
 Extension point: when an image encoder is configured, :class:`FusedEmbedder` mixes the mean
 image vector of a fragment into its text vector. None with bundled weights exists offline (no
@@ -58,7 +61,8 @@ class FragmentTextConfig(BaseModel):
         description="a fragment text longer than the encoder's window (max_seq_length tokens): "
         "'chunk_mean' embeds it in line-aligned chunks that fit the window and cover every token "
         "(one line of overlap; an over-long line is split by tokens), one vector = the "
-        "token-count-weighted mean of the chunk vectors, unit length (FEM version + '+chunks'); "
+        "token-count-weighted mean of the chunk vectors, unit length, and each chunk's vector "
+        "kept as a part the search scores the fragment by (FEM version + '+parts'); "
         "'truncate' lets the encoder cut it at the window (what it reads ends there)",
     )
 
@@ -266,7 +270,10 @@ class FusedEmbedder:
         return _unit(vectors).astype(np.float32)
 
 
-CHUNKS_SUFFIX = "+chunks"
+#: Version suffix of a chunked index with parts (0008).
+CHUNKS_SUFFIX = "+parts"
+#: The suffix of chunked indexes built before 0008 (means, no parts): they still serve queries.
+LEGACY_CHUNKS_SUFFIX = "+chunks"
 
 
 class ChunkedEmbedder:
@@ -280,17 +287,17 @@ class ChunkedEmbedder:
     the mean of its chunk vectors weighted by their token counts, at unit length. Queries go
     through the same :meth:`encode` (a short query is unchanged).
 
-    ``model_version`` is the encoder's plus ``+chunks``: an index built this way is its own FEM
+    ``model_version`` is the encoder's plus ``+parts``: an index built this way is its own FEM
     version, never mixed with truncated vectors; the index registers the encoder's ``spec`` as
     the version's model path, and :func:`embedder_for_version` rebuilds the embedder from it.
     """
 
     overlap_lines = 1
 
-    def __init__(self, text: Any) -> None:
+    def __init__(self, text: Any, suffix: str = CHUNKS_SUFFIX) -> None:
         if not self.supports(text):
             raise TypeError(f"{type(text).__name__} has no tokenizer/max_seq_length to chunk by")
-        self.text = text
+        self.text, self.suffix = text, suffix
 
     @staticmethod
     def supports(text: Any) -> bool:
@@ -305,7 +312,7 @@ class ChunkedEmbedder:
 
     @property
     def model_version(self) -> str:
-        return f"{self.text.model_version}{CHUNKS_SUFFIX}"
+        return f"{self.text.model_version}{self.suffix}"
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -399,41 +406,54 @@ class ChunkedEmbedder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, normalize: bool = True, **kw: Any):
         """Vectors of ``texts`` (``kw`` goes to the encoder: ``prompt_name``, ``memo``, ...)."""
+        return self.encode_parts(texts, batch_size=batch_size, normalize=normalize, **kw)[0]
+
+    def encode_parts(
+        self, texts: Sequence[str], batch_size: int = 64, normalize: bool = True, **kw: Any
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The vectors of ``texts`` and, for each text longer than the window, the vectors of its
+        chunks (``[n_chunks, dim]``; ``[0, dim]`` for a text that fits). The index stores the
+        chunks as the fragment's parts, and the search scores a fragment by its nearest part
+        (sql/migrations/0008)."""
         texts = list(texts)
         if not texts:
-            return self.text.encode(texts, batch_size=batch_size, normalize=normalize, **kw)
+            empty = np.asarray(
+                self.text.encode(texts, batch_size=batch_size, normalize=normalize, **kw),
+                np.float32,
+            )
+            return empty, []
         budget = self.budget(kw.get("prompt_name"))
         counts = [len(ids) for ids in self._ids(texts)]
-        long = [i for i, n in enumerate(counts) if n > budget]
-        if not long:
-            return self.text.encode(texts, batch_size=batch_size, normalize=normalize, **kw)
-        plans = {i: self._chunks(texts[i], budget) for i in long}
+        plans = {i: self._chunks(texts[i], budget) for i, n in enumerate(counts) if n > budget}
         short = [i for i in range(len(texts)) if i not in plans]
-        batch = [texts[i] for i in short] + [c for i in long for c, _ in plans[i]]
+        batch = [texts[i] for i in short] + [c for i in plans for c, _ in plans[i]]
         vectors = np.asarray(
             self.text.encode(batch, batch_size=batch_size, normalize=normalize, **kw), np.float32
         )
         out = np.empty((len(texts), vectors.shape[1]), np.float32)
+        parts = [np.zeros((0, vectors.shape[1]), np.float32) for _ in texts]
         out[short] = vectors[: len(short)]
         at = len(short)
-        for i in long:
-            weights = np.array([max(n, 1) for _, n in plans[i]], np.float32)
-            part = vectors[at : at + len(weights)]
+        for i, plan in plans.items():
+            weights = np.array([max(n, 1) for _, n in plan], np.float32)
+            parts[i] = vectors[at : at + len(weights)]
             at += len(weights)
-            mean = (weights[:, None] * part).sum(axis=0) / weights.sum()
+            mean = (weights[:, None] * parts[i]).sum(axis=0) / weights.sum()
             out[i] = _unit(mean[None])[0] if normalize else mean
-        return out
+        return out, parts
 
 
 def embedder_for_version(text_encoder: Any, version: str) -> Any | None:
     """The embedder of ``text_encoder`` whose ``model_version`` is ``version`` (the encoder itself,
-    or its :class:`ChunkedEmbedder`), or None when neither is (the weights changed)."""
+    or its :class:`ChunkedEmbedder`, with parts or from before them), or None when none is (the
+    weights changed)."""
     if str(text_encoder.model_version) == version:
         return text_encoder
     if ChunkedEmbedder.supports(text_encoder):
-        chunked = ChunkedEmbedder(text_encoder)
-        if chunked.model_version == version:
-            return chunked
+        for suffix in (CHUNKS_SUFFIX, LEGACY_CHUNKS_SUFFIX):
+            chunked = ChunkedEmbedder(text_encoder, suffix)
+            if chunked.model_version == version:
+                return chunked
     return None
 
 

@@ -128,7 +128,7 @@ def serving_encoder(url: str | None = None) -> Any:
     """The query embedder of the serving FEM version: the text encoder at the registered
     ``model_path`` (a fine-tuned folder or an alias such as ``minilm``), through its
     :class:`~ffr_lib.fem.fragment_text.ChunkedEmbedder` when the version was indexed in chunks
-    (``+chunks``), so its ``model_version`` is the serving one."""
+    (``+parts``, or ``+chunks`` before parts), so its ``model_version`` is the serving one."""
     with connect(url) as db:
         row = db.execute(
             "SELECT v.embedding_model, v.model_path FROM ffr.serving s "

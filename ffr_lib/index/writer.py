@@ -78,6 +78,7 @@ class IndexStats:
     fragments: int = 0
     embedded: int = 0
     inserted: int = 0
+    parts: int = 0  # chunk vectors of the long fragments inserted (0008)
     unchanged: int = 0
     deleted_stale: int = 0
     index_built: bool = False
@@ -99,18 +100,33 @@ def index_name(embedding_model: str) -> str:
     return "fragments_hnsw_" + hashlib.sha256(embedding_model.encode()).hexdigest()[:16]
 
 
+def parts_index_name(embedding_model: str) -> str:
+    """The identifier of the HNSW index over a version's fragment parts (0008)."""
+    return "fragment_parts_hnsw_" + hashlib.sha256(embedding_model.encode()).hexdigest()[:16]
+
+
+#: The tables a version has an HNSW index on, with the index name of each.
+HNSW_TABLES = {"fragments": index_name, "fragment_parts": parts_index_name}
+
+
 def hnsw_index_sql(
-    embedding_model: str, dimension: int, vector_type: str, m: int, ef_construction: int
+    embedding_model: str,
+    dimension: int,
+    vector_type: str,
+    m: int,
+    ef_construction: int,
+    table: Literal["fragments", "fragment_parts"] = "fragments",
 ) -> sql.Composed:
-    """``CREATE INDEX`` of a version: a partial expression index; the expression must match
-    ffr.fragment_search_sql's ORDER BY exactly for the planner to use it."""
+    """``CREATE INDEX`` of a version over ``table``: a partial expression index; the expression
+    must match ffr.fragment_search_sql's ORDER BY exactly for the planner to use it."""
     typ = sql.SQL(f"{vector_type}({int(dimension)})")
     return sql.SQL(
-        "CREATE INDEX IF NOT EXISTS {name} ON ffr.fragments USING hnsw "
+        "CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw "
         "((embedding::{typ}) {ops}) WITH (m = {m}, ef_construction = {efc}) "
         "WHERE embedding_model = {model}"
     ).format(
-        name=sql.Identifier(index_name(embedding_model)),
+        name=sql.Identifier(HNSW_TABLES[table](embedding_model)),
+        table=sql.Identifier("ffr", table),
         typ=typ,
         ops=sql.SQL(f"{vector_type}_cosine_ops"),
         m=sql.Literal(int(m)),
@@ -242,11 +258,10 @@ def retire_version(embedding_model: str, *, url: str | None = None) -> int:
         deleted = db.execute(
             "DELETE FROM ffr.fragments WHERE embedding_model = %s", (embedding_model,)
         ).rowcount
-        db.execute(
-            sql.SQL("DROP INDEX IF EXISTS ffr.{}").format(
-                sql.Identifier(index_name(embedding_model))
+        for name in HNSW_TABLES.values():
+            db.execute(
+                sql.SQL("DROP INDEX IF EXISTS ffr.{}").format(sql.Identifier(name(embedding_model)))
             )
-        )
         db.execute(
             "UPDATE ffr.fem_versions SET status = 'retired' WHERE embedding_model = %s",
             (embedding_model,),
@@ -257,16 +272,24 @@ def retire_version(embedding_model: str, *, url: str | None = None) -> int:
 # ----------------------------------------------------------------------------- writing
 
 
-def _embed(embedder: Any, rows: Sequence[FragmentRow], batch_size: int) -> np.ndarray:
+def _embed(
+    embedder: Any, rows: Sequence[FragmentRow], batch_size: int
+) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """The fragment vectors, and the part vectors of each fragment when the embedder reads
+    long texts in chunks (:meth:`ChunkedEmbedder.encode_parts`; None otherwise)."""
     # Prompted models (e5) embed passages with their "passage" prompt; plain ones ignore it.
     kwargs: dict[str, Any] = {}
     if "passage" in (getattr(embedder, "prompts", None) or {}):
         kwargs["prompt_name"] = "passage"
+    texts = [r.text for r in rows]
+    if hasattr(embedder, "encode_parts"):
+        vectors, parts = embedder.encode_parts(texts, batch_size=batch_size, **kwargs)
+        return np.asarray(vectors, dtype=np.float32), parts
     if hasattr(embedder, "encode_rows"):
         vectors = embedder.encode_rows(rows, batch_size=batch_size, **kwargs)
     else:
-        vectors = embedder.encode([r.text for r in rows], batch_size=batch_size, **kwargs)
-    return np.asarray(vectors, dtype=np.float32)
+        vectors = embedder.encode(texts, batch_size=batch_size, **kwargs)
+    return np.asarray(vectors, dtype=np.float32), None
 
 
 def _check_rows(rows: Sequence[FragmentRow]) -> list[FragmentRow]:
@@ -317,9 +340,14 @@ _STAGE_TYPES = (
 
 
 def _copy_rows(
-    cur: psycopg.Cursor, rows: Sequence[FragmentRow], vectors: np.ndarray, model: str
-) -> int:
-    """Binary COPY into a staging table, then insert what is new. Returns rows inserted."""
+    cur: psycopg.Cursor,
+    rows: Sequence[FragmentRow],
+    vectors: np.ndarray,
+    model: str,
+    parts: Sequence[np.ndarray] | None = None,
+) -> tuple[int, int]:
+    """Binary COPY into a staging table, then insert what is new, with the parts of the
+    fragments inserted now. Returns (fragments inserted, parts inserted)."""
     cur.execute("DROP TABLE IF EXISTS pg_temp.fragments_stage")
     cur.execute(
         "CREATE TEMP TABLE fragments_stage (id text, dialogue_id text, utterance_ids int4[], "
@@ -347,9 +375,36 @@ def _copy_rows(
             )
     cur.execute(
         f"INSERT INTO ffr.fragments ({columns}) SELECT {columns} FROM fragments_stage "
-        "ON CONFLICT DO NOTHING"
+        "ON CONFLICT DO NOTHING RETURNING id"
     )
-    return cur.rowcount
+    inserted = {r[0] for r in cur.fetchall()}
+    written = 0
+    if parts is not None and any(len(p) for p in parts):
+        written = _copy_parts(cur, rows, parts, model, inserted)
+    return len(inserted), written
+
+
+def _copy_parts(
+    cur: psycopg.Cursor,
+    rows: Sequence[FragmentRow],
+    parts: Sequence[np.ndarray],
+    model: str,
+    inserted: set[str],
+) -> int:
+    """The part vectors of the fragments just inserted (a fragment another writer inserted
+    first keeps that writer's parts). Returns parts written."""
+    written = 0
+    with cur.copy(
+        "COPY ffr.fragment_parts (fragment_id, part, embedding_model, embedding) "
+        "FROM STDIN WITH (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["text", "int2", "text", "vector"])
+        for row, vectors in zip(rows, parts, strict=True):
+            if row.id in inserted:
+                for i, vector in enumerate(vectors):
+                    copy.write_row((row.id, i, model, vector))
+                    written += 1
+    return written
 
 
 def _model_path(embedder: Any) -> str | None:
@@ -412,10 +467,10 @@ def index_rows(
         stats.unchanged = len(rows) - len(new)
 
         t0 = time.perf_counter()
-        vectors = (
+        vectors, parts = (
             _embed(embedder, new, config.embed_batch_size)
             if new
-            else np.zeros((0, version["dimension"]), np.float32)
+            else (np.zeros((0, version["dimension"]), np.float32), None)
         )
         stats.embedded = len(new)
         stats.seconds_embed = time.perf_counter() - t0
@@ -432,9 +487,15 @@ def index_rows(
                 stats.deleted_stale = cur.rowcount
             step = config.copy_batch_rows
             for start in range(0, len(new), step):
-                stats.inserted += _copy_rows(
-                    cur, new[start : start + step], vectors[start : start + step], model
+                inserted, written = _copy_rows(
+                    cur,
+                    new[start : start + step],
+                    vectors[start : start + step],
+                    model,
+                    parts[start : start + step] if parts is not None else None,
                 )
+                stats.inserted += inserted
+                stats.parts += written
         stats.seconds_write = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -442,7 +503,7 @@ def index_rows(
             model, maintenance_work_mem=config.maintenance_work_mem, conn=db
         )
         if stats.inserted or stats.deleted_stale or stats.index_built:
-            db.execute("ANALYZE ffr.fragments")
+            db.execute("ANALYZE ffr.fragments, ffr.fragment_parts")
         if stats.inserted or stats.deleted_stale:
             # Document frequencies of the version's words: hybrid_search's BM25 (0007).
             db.execute("SELECT ffr.refresh_text_stats(%s)", (model,))
@@ -481,7 +542,8 @@ def ensure_hnsw(
     url: str | None = None,
     conn: psycopg.Connection | None = None,
 ) -> bool:
-    """Build the version's HNSW index if it does not exist; True if built now.
+    """Build the version's HNSW indexes (over its fragments and over their parts) where they do
+    not exist; True if any was built now.
 
     Two writers may get here at once (two runs of the same batch): the build runs under a
     per-version advisory lock and checks again for the index once it holds the lock, so the
@@ -497,29 +559,40 @@ def ensure_hnsw(
             "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n "
             "ON n.oid = c.relnamespace WHERE n.nspname = 'ffr' AND c.relname = %s)"
         )
-        if db.execute(exists_sql, (version["index_name"],)).fetchone()[0]:
+
+        def missing() -> list[str]:
+            return [
+                table
+                for table, name in HNSW_TABLES.items()
+                if not db.execute(exists_sql, (name(embedding_model),)).fetchone()[0]
+            ]
+
+        if not missing():
             db.commit()
             return False
         with db.transaction():
             db.execute(
                 "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (INDEX_LOCK_KEY, embedding_model)
             )
-            if db.execute(exists_sql, (version["index_name"],)).fetchone()[0]:
+            tables = missing()
+            if not tables:
                 return False
             db.execute(
                 sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
                     sql.Literal(maintenance_work_mem)
                 )
             )
-            db.execute(
-                hnsw_index_sql(
-                    embedding_model,
-                    version["dimension"],
-                    version["vector_type"],
-                    version["hnsw_m"],
-                    version["ef_construction"],
+            for table in tables:
+                db.execute(
+                    hnsw_index_sql(
+                        embedding_model,
+                        version["dimension"],
+                        version["vector_type"],
+                        version["hnsw_m"],
+                        version["ef_construction"],
+                        table,
+                    )
                 )
-            )
         return True
 
 
