@@ -8,7 +8,9 @@ ChunkedEmbedder`) gains over truncation (issue 14, "the index sees every word").
 Per dataset: the dialogues are cut with TextTiling exactly as the ``fragments`` asset cuts them
 (:func:`ffr_lib.segment.stage.cut_dialogues`, ``FragmentStageConfig()``), the fragment texts are
 the index's (:func:`ffr_lib.fem.fragment_text.fragment_rows`), and every fragment gets one vector
-from the base MiniLM, truncated at the window or chunked. Retrieval is scored as ``ffr eval``
+from the base MiniLM, truncated at the window or chunked (``chunk_mean``: the mean of the
+chunks; ``best part``: the nearest of the chunks or the mean, as ``ffr.search_fragments`` scores
+a fragment since migration 0008). Retrieval is scored as ``ffr eval``
 scores it (:func:`ffr_lib.evaluation.metrics.ranking_metrics`): each query ranks the fragments
 by cosine, its utterances are read in rank order, and recall@10 is the share of gold utterances
 among the first 10 read (gold: :func:`ffr_lib.data.gold.gold_items`; QMSum: the union of a
@@ -86,16 +88,14 @@ def token_counts(encoder: TextEncoder, texts: Sequence[str]) -> np.ndarray:
 
 
 def rankings(
-    query_vectors: np.ndarray,
-    unit_vectors: np.ndarray,
+    scores: np.ndarray,
     units: Sequence[list[tuple[str, int]]],
     unit_dialogue: np.ndarray,
     query_dialogues: Sequence[str],
     mode: str,
 ) -> list[list[tuple[str, int]]]:
     """Per query: the utterances of the units in cosine order (corpus: all units; single: the
-    units of the query's dialogue)."""
-    scores = query_vectors @ unit_vectors.T
+    units of the query's dialogue); ``scores`` is [queries, units]."""
     out = []
     for q, dialogue_id in enumerate(query_dialogues):
         row = scores[q]
@@ -113,8 +113,7 @@ def rankings(
 
 def score(
     name: str,
-    query_vectors: np.ndarray,
-    unit_vectors: np.ndarray,
+    scores: np.ndarray,
     units: Sequence[list[tuple[str, int]]],
     unit_dialogue: np.ndarray,
     query_dialogues: Sequence[str],
@@ -122,7 +121,7 @@ def score(
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"system": name}
     for mode in ("corpus", "single"):
-        ranked = rankings(query_vectors, unit_vectors, units, unit_dialogue, query_dialogues, mode)
+        ranked = rankings(scores, units, unit_dialogue, query_dialogues, mode)
         result[mode] = ranking_metrics(ranked, golds, KS)
     return result
 
@@ -185,8 +184,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     qv = base.encode(query_texts)
     ref = score(
         "MiniLM per utterance (reference)",
-        qv,
-        utt_vectors,
+        qv @ utt_vectors.T,
         utt_units,
         utt_dialogue,
         query_dialogues,
@@ -209,20 +207,24 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         long = [i for i, n in enumerate(tokens) if n > budget]
         n_chunks = sum(len(chunker.chunks(texts[i])) for i in long)
         t = time.perf_counter()
-        chunked = chunker.encode(texts, desc=f"chunks at {window}")
+        chunked, parts = chunker.encode_parts(texts, desc=f"chunks at {window}")
         seconds_chunks = time.perf_counter() - t
+        # The search since migration 0008: a fragment scores as its nearest part or its mean.
+        best_part = qv @ chunked.T
+        for i in long:
+            best_part[:, i] = np.maximum(best_part[:, i], (qv @ parts[i].T).max(axis=1))
         log(
             f"window {window}: {len(long)} long fragments -> {n_chunks} chunks "
             f"(truncate {seconds_truncate:.0f} s, chunks {seconds_chunks:.0f} s more)"
         )
-        for method, vectors, seconds in (
-            ("truncate", truncated, seconds_truncate),
-            ("chunk_mean", chunked, seconds_chunks),
+        for method, scores, seconds in (
+            ("truncate", qv @ truncated.T, seconds_truncate),
+            ("chunk_mean", qv @ chunked.T, seconds_chunks),
+            ("best part", best_part, seconds_chunks),
         ):
             result = score(
                 f"MiniLM fragments, {method}",
-                qv,
-                vectors,
+                scores,
                 units,
                 unit_dialogue,
                 query_dialogues,
