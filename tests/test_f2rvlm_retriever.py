@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from ffr_lib.data.format.answer import parse
 from ffr_lib.data.model import Dialogue, Image, Query, QueryType, Utterance
+from ffr_lib.f2rvlm.difficulty import sample_f1
 from ffr_lib.f2rvlm.hints import (
     HintSettings,
     buckets,
@@ -24,6 +25,8 @@ from ffr_lib.f2rvlm.hints import (
 )
 from ffr_lib.f2rvlm.profiles import get_profile
 from ffr_lib.f2rvlm.retriever import chat_messages, training_records, window_prompts
+from ffr_lib.f2rvlm.rewards import make_f1_reward
+from ffr_lib.f2rvlm.windows import merge_window_answers
 
 
 def _dialogue(n: int = 20) -> Dialogue:
@@ -63,7 +66,8 @@ def test_hint_annotations_include_image_captions() -> None:
 
 
 def test_window_prompts_cover_the_dialogue_with_local_ids_and_hints() -> None:
-    profile = get_profile("tiny")  # windows of 8 utterances, overlap 2, overlap hints
+    # Windows of 8 utterances, overlap 2, overlap hints.
+    profile = get_profile("tiny", prompt_shape="windowed")
     prompts = window_prompts(_dialogue(), "glacier lake", profile)
     covered = sorted({g for wp in prompts for g in wp.window.utterance_ids})
     assert covered == list(range(20))
@@ -81,7 +85,7 @@ def test_window_prompts_cover_the_dialogue_with_local_ids_and_hints() -> None:
 
 
 def test_training_records_local_gold_and_negative_windows() -> None:
-    profile = get_profile("tiny", negative_window_ratio=1.0)
+    profile = get_profile("tiny", prompt_shape="windowed", negative_window_ratio=1.0)
     query = Query(id="q", dialogue_id="d", text="glacier lake", type=QueryType.MULTIMODAL,
                   gold_utterance_ids=[5, 6], gold_image_ids=[0])  # fmt: skip
     records = training_records({"d": _dialogue()}, [query], profile, seed=0)
@@ -102,10 +106,80 @@ def test_training_records_local_gold_and_negative_windows() -> None:
 def test_negative_queries_keep_their_own_windows() -> None:
     query = Query(id="n", dialogue_id="d", text="volcano", type=QueryType.NEGATIVE)
     for windows in (0, 1, 2):
-        profile = get_profile("tiny", negative_query_windows=windows)
+        profile = get_profile("tiny", prompt_shape="windowed", negative_query_windows=windows)
         records = training_records({"d": _dialogue()}, [query], profile, seed=0)
         assert len(records) == windows
         assert all(r["solution"] == "U none; I none" for r in records)
+
+
+def _words(line: str) -> int:
+    """A token counter that needs no tokenizer: whitespace words (a marker pair is one)."""
+    return len(line.split())
+
+
+def test_whole_shape_one_prompt_when_it_fits_windows_when_not() -> None:
+    d = _dialogue()  # 20 lines of ~7 words (hint included)
+    fits = get_profile("tiny")  # whole shape, budget 384, windows of 8 for a long chat
+    (only,) = window_prompts(d, "glacier lake", fits, token_counter=_words)
+    assert only.window.utterance_ids == tuple(range(20)) and only.window.image_ids == (0,)
+    assert "<|utt_id_start|>19<|utt_id_end|>" in only.prompt.user  # global ids = local ids
+    # Over the budget: windows of at most 40 counted tokens (and 8 utterances), overlap 2,
+    # covering the dialogue.
+    long = get_profile("tiny", max_prompt_tokens=40)
+    prompts = window_prompts(d, "glacier lake", long, token_counter=_words)
+    windows = [wp.window.utterance_ids for wp in prompts]
+    assert len(windows) > 1 and sorted({u for w in windows for u in w}) == list(range(20))
+    assert all(len(w) <= 8 for w in windows)
+    assert all(len(set(a) & set(b)) == 2 for a, b in zip(windows, windows[1:], strict=False))
+    for wp in prompts:  # the lines of each window, hints included, fit the budget
+        lines = [line for line in wp.prompt.user.splitlines() if "<|utt_id_start|>" in line]
+        assert sum(_words(line) for line in lines) <= 40
+    # The token budget alone decides: 20 turns fit one prompt, over window_utterances (8).
+    assert fits.window_utterances < 20
+
+
+def test_whole_shape_records_are_the_query_level_answer() -> None:
+    # The windowed knobs for "none" windows must not apply in the whole shape.
+    profile = get_profile("tiny", negative_window_ratio=1.0, negative_query_windows=2)
+    positive = Query(id="q", dialogue_id="d", text="glacier lake", type=QueryType.MULTIMODAL,
+                     gold_utterance_ids=[5, 6], gold_image_ids=[0])  # fmt: skip
+    negative = Query(id="n", dialogue_id="d", text="volcano", type=QueryType.NEGATIVE)
+    records = training_records(
+        {"d": _dialogue()}, [positive, negative], profile, token_counter=_words
+    )
+    assert [r["query_id"] for r in records] == ["q", "n"]  # one record per query
+    pos, neg = records
+    # SFT target and reward columns: the query's gold over the whole dialogue (global ids).
+    assert pos["solution"] == pos["completion"][0]["content"] == "U 5-6; I 0"
+    assert (pos["gold_utterance_ids"], pos["gold_image_ids"]) == ([5, 6], [0])
+    assert len(pos["utterance_texts"]) == 20 and pos["image_owner"] == [6]
+    assert neg["solution"] == "U none; I none" and neg["gold_utterance_ids"] == []
+    # The rewards and the curriculum's F1 score the query-level answer: the gold scores 1; the
+    # right answer of the old second 8-turn window (local ids) gets the image half only.
+    f1 = make_f1_reward("compact")
+    assert f1(["U 5-6; I 0", "U 0; I 0"], solution=[pos["solution"]] * 2) == [1.0, 0.5]
+    assert sample_f1("U 5-6; I 0", pos, "compact") == (1.0, 1.0)
+    assert sample_f1("U none; I none", neg, "compact") == (1.0, 1.0)
+
+
+def test_whole_shape_long_chat_trains_on_gold_windows_and_merges_by_union() -> None:
+    profile = get_profile("tiny", max_prompt_tokens=40, negative_window_ratio=1.0)
+    query = Query(id="q", dialogue_id="d", text="glacier lake", type=QueryType.MULTIMODAL,
+                  gold_utterance_ids=[4, 5, 6, 7], gold_image_ids=[0])  # fmt: skip
+    dialogue = _dialogue()
+    prompts = window_prompts(dialogue, query.text, profile, token_counter=_words)
+    records = training_records({"d": dialogue}, [query], profile, token_counter=_words)
+    holding = [wp for wp in prompts if set(wp.window.utterance_ids) & {4, 5, 6, 7}]
+    # Only the windows that hold gold (no "none" windows), each with its share of the gold.
+    assert len(records) == len(holding) > 1
+    assert all(parse(r["solution"], "compact").utt_ids for r in records)
+    # The union merge of those windows' answers (their local gold) is the query's gold.
+    answers = [(r["gold_utterance_ids"], r["gold_image_ids"]) for r in records]
+    assert merge_window_answers([wp.window for wp in holding], answers) == ([4, 5, 6, 7], [0])
+    # A negative query over a long chat: one seeded window answering none.
+    negative = Query(id="n", dialogue_id="d", text="volcano", type=QueryType.NEGATIVE)
+    (neg,) = training_records({"d": dialogue}, [negative], profile, token_counter=_words)
+    assert neg["solution"] == "U none; I none"
 
 
 def test_preselect_ids_top_scores_with_context_in_dialogue_order() -> None:
@@ -132,8 +206,8 @@ def test_combined_hints_add_overlap_to_the_dense_cosine() -> None:
 
 
 def test_preselected_prompt_reads_only_the_candidates() -> None:
-    profile = get_profile("tiny")
-    profile.hints = HintSettings(method="overlap", preselect_top=2, preselect_context=1)
+    hints = HintSettings(method="overlap", preselect_top=2, preselect_context=1)
+    profile = get_profile("tiny", prompt_shape="windowed", hints=hints)
     prompts = window_prompts(_dialogue(), "glacier lake", profile)
     assert len(prompts) == 1
     window = prompts[0].window
@@ -150,7 +224,7 @@ def test_preselected_prompt_reads_only_the_candidates() -> None:
 
 
 def test_vlm_messages_have_one_image_part_per_tag() -> None:
-    profile = get_profile("tiny", image_mode="placeholder")
+    profile = get_profile("tiny", prompt_shape="windowed", image_mode="placeholder")
     wp = window_prompts(_dialogue(), "glacier", profile)[1]
     messages = chat_messages(wp.prompt, vlm=True)
     parts = messages[1]["content"]
@@ -177,13 +251,22 @@ def test_retrieve_returns_global_ids_inside_the_dialogue(tiny_adapter: Path) -> 
     from ffr_lib.f2rvlm.retriever import F2RVLMRetriever, retrieve
 
     retriever = F2RVLMRetriever.from_adapter(tiny_adapter)
+    # Whole shape: the 20 turns fit the budget under the real tokenizer, one prompt.
     prompts, answers, texts = retriever.answer_windows(_dialogue(), "glacier")
-    assert len(prompts) == len(answers) == len(texts) == 3
+    assert len(prompts) == len(answers) == len(texts) == 1
     utt, img = retrieve(_dialogue(), "glacier", retriever)
     assert all(0 <= i < 20 for i in utt) and all(i == 0 for i in img)
     assert utt == sorted(set(utt))
     # Same answer through the path-based entry point (cached loader).
     assert retrieve(_dialogue(), "glacier", tiny_adapter) == (utt, img)
+    # The windowed shape reads three windows; their local answers come back as global ids.
+    windowed = F2RVLMRetriever(
+        retriever.backbone, retriever.profile.model_copy(update={"prompt_shape": "windowed"})
+    )
+    prompts, answers, _ = windowed.answer_windows(_dialogue(), "glacier")
+    assert len(prompts) == 3
+    utt, img = windowed.retrieve(_dialogue(), "glacier")
+    assert all(0 <= i < 20 for i in utt) and all(i == 0 for i in img)
 
 
 def _app() -> typer.Typer:

@@ -113,13 +113,14 @@ def test_f2rvlm_reads_candidates_with_tiny_model(tiny_reader: FragmentReader) ->
     assert set(result.picks[1][1]) <= set()  # d2's only image belongs to utterance 0
 
 
-def test_single_dialogue_query_runs_sliding_windows(tiny_reader: FragmentReader) -> None:
+def test_single_dialogue_query_reads_the_whole_dialogue(tiny_reader: FragmentReader) -> None:
     dialogue = _dialogue(n=20, owners=(3,))
     prediction = read_whole_dialogue(tiny_reader, dialogue, "line 4")
     assert prediction.tokens_read > 0 and prediction.timings["f2rvlm"] > 0
-    # One generated answer per window (20 lines, 8 per window, overlap 2), all well-formed
-    # under the tiny profile's constrained decoding (the evaluation's malformed rate).
-    assert prediction.answers == {"exact": 3, "recovered": 0, "malformed": 0}
+    # The 20 lines fit the tiny profile's prompt budget: one prompt (whole shape), one answer,
+    # well-formed under the tiny profile's constrained decoding (the evaluation's malformed
+    # rate). A chat over the budget is read in windows (test_f2rvlm_retriever).
+    assert prediction.answers == {"exact": 1, "recovered": 0, "malformed": 0}
     (unit,) = prediction.units
     assert unit.read and set(unit.picked_utterance_ids or []) <= set(range(20))
     assert prediction.utterance_ids == (unit.picked_utterance_ids or [])

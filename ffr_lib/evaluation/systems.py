@@ -90,7 +90,8 @@ SYSTEMS: Registry[SystemEntry] = Registry(
             f"{_B}:make_ffrs",
         ),
         "f2rvlm": SystemEntry(
-            "F2RVLM alone over the whole dialogue (sliding windows)",
+            "F2RVLM alone over the whole dialogue (in the profile's prompt shape: windows, or one "
+            "prompt per dialogue that fits)",
             f"{_B}:make_f2rvlm",
         ),
         "f2rvlm-sft": SystemEntry(

@@ -1,9 +1,9 @@
 """F2RVLM, the generative fragment retriever.
 
-The model-free core lives here: sliding windows (``windows``), the GRPO rewards (``rewards``) and
-the difficulty-aware curriculum (``curriculum``); the prompt, answer and ms-swift formats it reads
-and writes are in :mod:`ffr_lib.data.format`. Importing this package loads no model and no heavy
-library.
+The model-free core lives here: windows for long chats (``windows``), the GRPO rewards
+(``rewards``) and the difficulty-aware curriculum (``curriculum``); the prompt, answer and
+ms-swift formats it reads and writes are in :mod:`ffr_lib.data.format`. Importing this package
+loads no model and no heavy library.
 """
 
 from ffr_lib.f2rvlm.rewards import REWARDS, RewardWeights, build_rewards, make_fragment_reward

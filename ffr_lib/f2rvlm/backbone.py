@@ -21,6 +21,7 @@ Two paths:
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,23 @@ def add_marker_tokens(
                 source = [i for i in pieces[marker] if i < old_rows] or list(range(old_rows))
                 weight[token_id] = weight[source].mean(dim=0)
     return ids
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(name: str, add_markers: bool = True) -> Any:
+    """The backbone's text tokenizer alone, without weights, with the markers added as
+    :func:`add_marker_tokens` adds them: prompt planning counts tokens with it (whole-dialogue
+    prompt or windows, ``F2RVLMProfile.max_prompt_tokens``) before, or without, loading a model,
+    and counts what the model will read. Cached per (name, markers)."""
+    from tokenizers import AddedToken
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_path(name)))
+    if add_markers:
+        tokenizer.add_tokens(
+            [AddedToken(m, special=False, normalized=False) for m in SPECIAL_TOKENS]
+        )
+    return tokenizer
 
 
 def load_backbone(

@@ -2,7 +2,8 @@
 (greedy, keeping the log-probability of every generated token) and score each sample.
 
 Per sample (METHOD.md): F1 = (F1_utt + F1_img) / 2 of the prediction against the gold (F1 of two
-empty sets is 1), and the entropy of the normalised token probabilities
+empty sets is 1; the gold is the record's, i.e. the query's own answer in the ``whole`` prompt
+shape), and the entropy of the normalised token probabilities
 ``q_t = p_t / sum p`` , ``H = -sum q_t log q_t``. The classes and the order are computed by
 :mod:`ffr_lib.f2rvlm.curriculum` from these numbers.
 """

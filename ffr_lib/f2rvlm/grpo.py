@@ -209,6 +209,12 @@ def train_grpo(
         metrics["grpo_reward_first"] = float(history[0]["reward"])
         metrics["grpo_reward_last"] = float(history[-1]["reward"])
         metrics["grpo_reward_mean"] = float(np.mean([h["reward"] for h in history]))
+    # How far the policy moved from the SFT model (trl logs the KL term when beta > 0): the
+    # figure that says whether GRPO changed anything at this scale (BENCHMARKS.md).
+    kl = [float(h["kl"]) for h in history if "kl" in h]
+    if kl:
+        metrics["grpo_kl_mean"] = float(np.mean(kl))
+        metrics["grpo_kl_last"] = kl[-1]
     for name, count in curriculum_meta.get("kept_counts", {}).items():
         metrics[f"curriculum_kept_{name}"] = float(count)
     run_id = None

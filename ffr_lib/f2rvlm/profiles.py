@@ -1,7 +1,17 @@
 """Training profiles of F2RVLM: one pydantic object with everything SFT, the curriculum pass,
 GRPO and inference need. ``paper`` holds the paper's hyper-parameters (Qwen2-VL on GPUs);
 ``cpu-small`` is sized so that the whole demo, training included, finishes within 30 minutes on 2
-CPU cores; ``cpu-full`` runs for hours; ``tiny`` is for unit tests.
+CPU cores (12-turn windows); ``cpu-small-whole`` is its whole-dialogue arm of the prompt-shape
+ablation (``bench/f2rvlm_ablation.py``, issue 16); ``cpu-full`` runs for hours; ``tiny`` is for
+unit tests.
+
+Prompt shape (issue 16, ``prompt_shape``): the paper reads the whole dialogue. ``whole`` gives one
+prompt per dialogue whenever its lines fit ``max_prompt_tokens`` (MLDR's 20-34 turns are 510-850
+SmolLM2 tokens with the short instruction and hints), so the SFT target, every GRPO reward and the
+curriculum's F1 are computed on the query's own answer; only a chat over the budget is read in
+windows of ``window_utterances`` (~100 turns in the paper, union merge). ``windowed`` reads every
+dialogue in short windows and trains on each window's share of the gold, plus sampled windows
+without gold ("none" targets), the shape the figures below were measured with.
 
 CPU sizing (bench/f2rvlm_trial.py, SmolLM2-135M, markers as single tokens, window prompts of 12
 utterances with the short instruction, ~300 tokens): the issue's quiet-machine figure is ~6 s per
@@ -25,7 +35,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ffr_lib.data.format.answer import AnswerForm
 from ffr_lib.data.format.prompt import ImageMode
@@ -37,6 +47,10 @@ SHORT_INSTRUCTION = (
     "Which lines answer the query? (rN) is a relevance hint, higher is more relevant. "
     "Answer U <utterance ids>; I <image ids>, ranges like 3-5, none if empty."
 )
+
+
+#: How a dialogue becomes prompts (see the module doc and ``F2RVLMProfile.prompt_shape``).
+PromptShape = Literal["whole", "windowed"]
 
 
 class SFTSettings(BaseModel):
@@ -121,19 +135,46 @@ class F2RVLMProfile(BaseModel):
     add_marker_tokens: bool = Field(
         True, description="id markers as single tokens with trainable embeddings"
     )
-    window_utterances: int = Field(12, ge=2, description="utterances per fragment-local prompt")
+    prompt_shape: PromptShape = Field(
+        # The default is the shape every adapter saved before the field existed was trained
+        # with (their stored profiles lack it); the named profiles all set it.
+        "windowed",
+        description="whole: one prompt per dialogue whenever its lines fit max_prompt_tokens "
+        "(the paper), windows of window_utterances only for a longer chat; SFT targets, rewards "
+        "and curriculum scores are the query's own answer (a long chat's window: the query's "
+        "gold inside it; windows without gold of a positive query are not trained on). "
+        "windowed: every dialogue in windows of window_utterances, one record per window with "
+        "its share of the gold plus sampled windows without gold (negative_window_ratio, "
+        "negative_query_windows)",
+    )
+    max_prompt_tokens: int = Field(
+        768,
+        ge=16,
+        description="whole shape: tokens of utterance lines one prompt may hold, counted by the "
+        "backbone's tokenizer with the markers as the model sees them (instruction, query and "
+        "chat template come on top, ~150 tokens; vision tokens behind <image> are not counted); "
+        "a dialogue over it is read in windows",
+    )
+    window_utterances: int = Field(
+        12,
+        ge=2,
+        description="utterances per window: whole shape, the windows of a chat over "
+        "max_prompt_tokens (paper ~100); windowed shape, every prompt. Also the chunk size of "
+        "FFRS's candidate fragments",
+    )
     window_overlap: int = Field(4, ge=0, description="utterances shared by neighbouring windows")
     negative_window_ratio: float = Field(
         0.5,
         ge=0,
-        description="training, query with gold: windows without gold kept per window with gold "
-        "(rounded half up)",
+        description="windowed shape, training, query with gold: windows without gold kept per "
+        "window with gold (rounded half up); unused in the whole shape",
     )
     negative_query_windows: int = Field(
         0,
         ge=0,
-        description="training, negative query: windows kept (all answer none); 1 measured "
-        "worse than 0 at cpu-small size (BENCHMARKS.md, F2RVLM experiments)",
+        description="windowed shape, training, negative query: windows kept (all answer none); "
+        "1 measured worse than 0 at cpu-small size (BENCHMARKS.md, F2RVLM experiments); unused "
+        "in the whole shape (a negative query is one prompt answering none)",
     )
     instruction: str | None = Field(
         SHORT_INSTRUCTION,
@@ -162,10 +203,42 @@ class F2RVLMProfile(BaseModel):
     seed: int = Field(0, description="record sampling and trainer seed")
     device: Literal["cpu", "auto"] = Field("auto", description="cpu, or auto (CUDA if present)")
 
+    @model_validator(mode="after")
+    def _consistent(self) -> F2RVLMProfile:
+        if self.window_overlap >= self.window_utterances:
+            raise ValueError("window_overlap must be smaller than window_utterances")
+        if self.prompt_shape == "whole":
+            # trl truncates from the right: a prompt longer than sft.max_length loses its answer.
+            if self.sft.max_length <= self.max_prompt_tokens + self.max_new_tokens:
+                raise ValueError(
+                    "whole shape: sft.max_length must exceed max_prompt_tokens + max_new_tokens "
+                    "(plus ~150 tokens of instruction and template), or SFT cuts the answer off"
+                )
+            if self.hints.preselect_top is not None:
+                raise ValueError(
+                    "hints.preselect_top reads a candidate prompt instead of the dialogue: use "
+                    "prompt_shape='windowed' with it"
+                )
+        return self
+
+
+def _cpu_small_grpo() -> GRPOSettings:
+    """The demo's GRPO, the same for both prompt shapes (a fresh object per profile): 4 steps of
+    4 completions, R_F1 + R_Format (R_Fragment needs the MiniLM encoder in the loop)."""
+    return GRPOSettings(
+        num_generations=4,
+        prompts_per_step=1,
+        max_steps=4,
+        learning_rate=1e-5,
+        max_completion_length=24,
+        presample_generations=2,
+        reward_weights=RewardWeights(fragment=0.0),
+    )
+
 
 PROFILES: dict[str, F2RVLMProfile] = {
-    # The paper's hyper-parameters (Qwen2-VL-2B, GPU): whole dialogue windows of ~100 turns,
-    # reference answer format, pixels for images, no hints.
+    # The paper's hyper-parameters (Qwen2-VL-2B, GPU): the whole dialogue in one prompt, windows
+    # of ~100 turns only for longer chats, reference answer format, pixels for images, no hints.
     "paper": F2RVLMProfile(
         name="paper",
         backbone="Qwen/Qwen2-VL-2B-Instruct",
@@ -174,6 +247,8 @@ PROFILES: dict[str, F2RVLMProfile] = {
         answer_form="reference",
         add_marker_tokens=False,
         instruction=None,
+        prompt_shape="whole",
+        max_prompt_tokens=6144,
         window_utterances=100,
         window_overlap=10,
         hints=HintSettings(method="none"),
@@ -181,31 +256,49 @@ PROFILES: dict[str, F2RVLMProfile] = {
         grpo=GRPOSettings(num_generations=8, prompts_per_step=4, max_completion_length=256),
         max_new_tokens=256,
     ),
+    # The whole-dialogue arm of cpu-small (issue 16): one prompt per MLDR dialogue. Not the
+    # demo's default yet: at demo size it scored F1 0.144 [0.070, 0.216] on 40 MLDR val queries
+    # (learning rate 3e-4; 0.000 at 1e-4), within the windowed profile's range; the 200-query
+    # ablation (bench/f2rvlm_ablation.py) decides.
+    "cpu-small-whole": F2RVLMProfile(
+        name="cpu-small-whole",
+        prompt_shape="whole",
+        max_prompt_tokens=768,
+        window_utterances=100,
+        window_overlap=10,
+        hints=HintSettings(method="overlap"),
+        sft=SFTSettings(max_examples=48, learning_rate=3e-4, max_length=1024, logging_steps=10),
+        curriculum=CurriculumSettings(max_examples=24),
+        grpo=_cpu_small_grpo(),
+        max_new_tokens=24,
+        device="cpu",
+    ),
     # Demo profile: ~30 min on 2 CPU cores (sized in bench/f2rvlm_trial.py; see module doc).
-    # Sliding windows + overlap hints + negative_window_ratio 0.5 measured best (module doc).
+    # 12-turn windows + overlap hints + negative_window_ratio 0.5 measured best of the windowed
+    # variants (module doc); the windowed arm of the prompt-shape ablation.
     "cpu-small": F2RVLMProfile(
         name="cpu-small",
+        prompt_shape="windowed",
+        window_utterances=12,
+        window_overlap=4,
         negative_window_ratio=0.5,
         negative_query_windows=0,
         hints=HintSettings(method="overlap"),
         sft=SFTSettings(max_examples=100, max_length=512, logging_steps=10),
         curriculum=CurriculumSettings(max_examples=24),
-        grpo=GRPOSettings(
-            num_generations=4,
-            prompts_per_step=1,
-            max_steps=4,
-            learning_rate=1e-5,
-            max_completion_length=24,
-            presample_generations=2,
-            reward_weights=RewardWeights(fragment=0.0),
-        ),
+        grpo=_cpu_small_grpo(),
         max_new_tokens=24,
         device="cpu",
     ),
-    # Hours in the background: more prompts, two SFT epochs, a longer GRPO with 8 generations.
+    # Hours in the background: more prompts, two SFT epochs, a longer GRPO with 8 generations;
+    # whole-dialogue prompts (max_length holds MLDR's longest, ~850 tokens).
     "cpu-full": F2RVLMProfile(
         name="cpu-full",
-        sft=SFTSettings(max_examples=3000, epochs=2, max_length=768, logging_steps=50),
+        prompt_shape="whole",
+        max_prompt_tokens=768,
+        window_utterances=100,
+        window_overlap=10,
+        sft=SFTSettings(max_examples=3000, epochs=2, max_length=1024, logging_steps=50),
         curriculum=CurriculumSettings(max_examples=600),
         grpo=GRPOSettings(
             num_generations=8,
@@ -217,10 +310,13 @@ PROFILES: dict[str, F2RVLMProfile] = {
         max_new_tokens=32,
         device="cpu",
     ),
-    # Unit tests: tiny config-built models, a couple of steps.
+    # Unit tests: tiny config-built models, a couple of steps; whole dialogues, windows of 8
+    # utterances for a dialogue over 384 tokens.
     "tiny": F2RVLMProfile(
         name="tiny",
         backbone="tiny-qwen2",
+        prompt_shape="whole",
+        max_prompt_tokens=384,
         window_utterances=8,
         window_overlap=2,
         sft=SFTSettings(max_examples=4, max_steps=2, max_length=512, learning_rate=5e-2),
@@ -240,7 +336,11 @@ PROFILES: dict[str, F2RVLMProfile] = {
 
 
 def get_profile(name: str, **overrides: object) -> F2RVLMProfile:
-    """A copy of the named profile with top-level overrides applied."""
+    """A copy of the named profile with top-level overrides applied, validated again (a plain
+    ``model_copy(update=...)`` would skip the checks, e.g. a whole-shape budget that SFT would
+    truncate)."""
     if name not in PROFILES:
         raise KeyError(f"unknown F2RVLM profile {name!r}; known: {sorted(PROFILES)}")
-    return PROFILES[name].model_copy(update=overrides, deep=True)
+    data = PROFILES[name].model_dump()
+    data.update(overrides)
+    return F2RVLMProfile.model_validate(data)

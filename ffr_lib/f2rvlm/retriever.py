@@ -1,11 +1,19 @@
-"""F2RVLM inference and the fragment-local prompts shared by training and inference.
+"""F2RVLM inference and the prompts shared by training and inference.
 
-A dialogue is cut into windows (``profile.window_utterances`` utterances, overlapping); each
-window is rendered with local ids (plus cheap-retriever hints when the profile has them), the
-model answers each window, and the answers are mapped back to global ids and merged (union).
-With candidate pre-selection (``profile.hints.preselect_top``) the model reads one prompt of the
-best-scored utterances instead (:mod:`ffr_lib.f2rvlm.hints`).
-Training records are built by the same function, so train and inference prompts never drift.
+How a dialogue becomes prompts is the profile's ``prompt_shape``:
+
+- ``whole`` (the paper): one prompt holding the whole dialogue whenever its utterance lines fit
+  ``profile.max_prompt_tokens`` (counted by the backbone's tokenizer, :func:`line_token_counter`);
+  a longer chat is cut into windows of at most ``window_utterances`` utterances and that many
+  tokens, overlapping by ``window_overlap``.
+- ``windowed``: every dialogue in windows of ``window_utterances`` utterances.
+
+Each prompt is rendered with local ids (plus cheap-retriever hints when the profile has them),
+the model answers each one, and the answers are mapped back to global ids and merged (union; a
+single whole-dialogue prompt maps one to one). With candidate pre-selection
+(``profile.hints.preselect_top``, windowed shape only) the model reads one prompt of the
+best-scored utterances instead (:mod:`ffr_lib.f2rvlm.hints`). Training records are built by the
+same function, so train and inference prompts never drift.
 """
 
 from __future__ import annotations
@@ -21,7 +29,13 @@ import numpy as np
 from ffr_lib.data.format.answer import ParsedAnswer, format_in, parse
 from ffr_lib.data.format.prompt import IMAGE_TOKEN, PromptConfig, RenderedPrompt, render_prompt
 from ffr_lib.data.model import Dialogue, Query
-from ffr_lib.f2rvlm.backbone import Backbone, load_backbone, load_trained, read_adapter_meta
+from ffr_lib.f2rvlm.backbone import (
+    Backbone,
+    load_backbone,
+    load_tokenizer,
+    load_trained,
+    read_adapter_meta,
+)
 from ffr_lib.f2rvlm.constrained import AnswerGrammar, allowed_tokens_fn
 from ffr_lib.f2rvlm.hints import (
     annotations_from_scores,
@@ -33,6 +47,8 @@ from ffr_lib.f2rvlm.profiles import F2RVLMProfile, get_profile
 from ffr_lib.f2rvlm.windows import Window, WindowConfig, merge_window_answers, plan_windows
 
 Embedder = Callable[[list[str]], np.ndarray]
+#: Tokens of one rendered utterance line.
+TokenCounter = Callable[[str], int]
 
 
 @dataclass(frozen=True)
@@ -50,10 +66,63 @@ def prompt_config(profile: F2RVLMProfile) -> PromptConfig:
     )
 
 
+def tokenizer_counter(tokenizer: Any) -> TokenCounter:
+    """Count the tokens of a text with ``tokenizer`` (no BOS/EOS added)."""
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def line_token_counter(profile: F2RVLMProfile) -> TokenCounter:
+    """The token counter of the profile's backbone (tokenizer only, cached, markers as the model
+    sees them): what ``max_prompt_tokens`` is measured with."""
+    return tokenizer_counter(load_tokenizer(profile.backbone, profile.add_marker_tokens))
+
+
+def plan_prompts(
+    dialogue: Dialogue,
+    profile: F2RVLMProfile,
+    token_counter: TokenCounter | None = None,
+    config: PromptConfig | None = None,
+) -> list[Window]:
+    """The windows ``profile.prompt_shape`` reads ``dialogue`` in (module doc): the whole shape
+    gives ONE window when the lines fit ``max_prompt_tokens``. ``token_counter`` defaults to
+    :func:`line_token_counter` (whole shape only; the windowed shape counts utterances)."""
+    overlap = min(profile.window_overlap, profile.window_utterances - 1)
+    if profile.prompt_shape == "windowed":
+        return plan_windows(
+            dialogue, WindowConfig(max_utterances=profile.window_utterances, overlap=overlap)
+        )
+    count = token_counter or line_token_counter(profile)
+    hints = profile.hints
+    # plan_windows renders the lines without their hint; each line will carry one.
+    note = (
+        count(" " + hints.template.format(level=hints.buckets))
+        if hints.method != "none" and hints.annotate
+        else 0
+    )
+    config = config or prompt_config(profile)
+    budget = profile.max_prompt_tokens
+
+    def plan(window: WindowConfig) -> list[Window]:
+        return plan_windows(dialogue, window, lambda line: count(line) + note, config)
+
+    # The token budget alone decides whether the dialogue is one prompt (however many turns).
+    whole = plan(WindowConfig(max_utterances=None, max_tokens=budget, overlap=0))
+    if len(whole) <= 1:
+        return whole
+    return plan(
+        WindowConfig(max_utterances=profile.window_utterances, max_tokens=budget, overlap=overlap)
+    )
+
+
 def window_prompts(
-    dialogue: Dialogue, query: str, profile: F2RVLMProfile, embed: Embedder | None = None
+    dialogue: Dialogue,
+    query: str,
+    profile: F2RVLMProfile,
+    embed: Embedder | None = None,
+    token_counter: TokenCounter | None = None,
 ) -> list[WindowPrompt]:
-    """The fragment-local prompts of ``query`` over ``dialogue`` (one per window)."""
+    """The prompts of ``query`` over ``dialogue`` (one per window; in the whole shape one for
+    a dialogue that fits). ``token_counter``: see :func:`plan_prompts`."""
     config = prompt_config(profile)
     hints = profile.hints
     scores = (
@@ -67,10 +136,7 @@ def window_prompts(
         images = tuple(im.index for u in shown for im in dialogue.images if im.utterance_index == u)
         windows = [Window(tuple(shown), images)] if keep else []
     else:
-        overlap = min(profile.window_overlap, profile.window_utterances - 1)
-        windows = plan_windows(
-            dialogue, WindowConfig(max_utterances=profile.window_utterances, overlap=overlap)
-        )
+        windows = plan_prompts(dialogue, profile, token_counter, config)
     notes = annotations_from_scores(scores, hints) if scores is not None else None
     return [
         WindowPrompt(w, render_prompt(dialogue, query, config, list(w.utterance_ids), notes))
@@ -119,6 +185,27 @@ def _local_texts(
     return utt, [i.content_text() for i in imgs], [local_of[i.utterance_index] for i in imgs]
 
 
+def _chosen_prompts(
+    prompts: list[WindowPrompt], query: Query, profile: F2RVLMProfile, rng: random.Random
+) -> list[tuple[WindowPrompt, list[int], list[int]]]:
+    """The prompts of one query that become training records, each with its gold in local ids
+    (see :func:`training_records`)."""
+    with_gold, without = [], []
+    for wp in prompts:
+        local_u, local_i = wp.prompt.to_local(query.gold_utterance_ids, query.gold_image_ids)
+        (with_gold if (local_u or local_i) else without).append((wp, local_u, local_i))
+    if profile.prompt_shape == "whole":
+        if with_gold:  # the whole dialogue, or the windows of a long chat that hold gold
+            return with_gold
+        # A negative query: its one prompt, or one seeded window of a long chat ("none").
+        return rng.sample(without, min(1, len(without)))
+    if with_gold:
+        n_neg = int(profile.negative_window_ratio * len(with_gold) + 0.5)
+    else:
+        n_neg = profile.negative_query_windows
+    return with_gold + rng.sample(without, min(n_neg, len(without)))
+
+
 def training_records(
     dialogues: dict[str, Dialogue],
     queries: Sequence[Query],
@@ -126,10 +213,22 @@ def training_records(
     embed: Embedder | None = None,
     seed: int = 0,
     load_pixels: Callable[[Any], Any] | None = None,
+    token_counter: TokenCounter | None = None,
 ) -> list[dict[str, Any]]:
-    """One record per (query, window): windows holding gold, plus a sample of windows without
-    it so the model learns to answer "none": ``negative_window_ratio`` per window with gold for
-    a query with gold (rounded half up), ``negative_query_windows`` for a negative query.
+    """Training records: prompt, target and the gold the rewards and the curriculum score.
+
+    - ``whole`` shape: one record per query whose dialogue fits one prompt, with the query's
+      gold as target (its answer to the whole dialogue; "none" for a negative query). A chat
+      read in windows gives one record per window holding gold, with the query's gold inside
+      that window (rewards and curriculum F1 are then scored on that share); its windows
+      without gold are not trained on: such a window reads like a negative query's prompt,
+      which the negative queries already teach, and sampling them biased the windowed shape
+      towards "none". A negative query over a long chat gets one seeded window.
+    - ``windowed`` shape: one record per (query, window): windows holding gold, plus a sample
+      of windows without it so the model learns to answer "none": ``negative_window_ratio``
+      per window with gold for a query with gold (rounded half up), ``negative_query_windows``
+      for a negative query.
+
     Records carry chat ``prompt``, ``completion`` (SFT), ``solution`` and gold/text columns
     (rewards)."""
     rng = random.Random(seed)
@@ -137,17 +236,8 @@ def training_records(
     records: list[dict[str, Any]] = []
     for query in queries:
         dialogue = dialogues[query.dialogue_id or ""]
-        prompts = window_prompts(dialogue, query.text, profile, embed)
-        with_gold, without = [], []
-        for wp in prompts:
-            local_u, local_i = wp.prompt.to_local(query.gold_utterance_ids, query.gold_image_ids)
-            (with_gold if (local_u or local_i) else without).append((wp, local_u, local_i))
-        if with_gold:
-            n_neg = int(profile.negative_window_ratio * len(with_gold) + 0.5)
-        else:
-            n_neg = profile.negative_query_windows
-        chosen = with_gold + rng.sample(without, min(n_neg, len(without)))
-        for wp, local_u, local_i in chosen:
+        prompts = window_prompts(dialogue, query.text, profile, embed, token_counter)
+        for wp, local_u, local_i in _chosen_prompts(prompts, query, profile, rng):
             answer = format_in(local_u, local_i, profile.answer_form)
             utt_texts, img_texts, owners = _local_texts(dialogue, wp.prompt)
             record: dict[str, Any] = {
@@ -340,8 +430,11 @@ class F2RVLMRetriever:
     def answer_windows(
         self, dialogue: Dialogue, query: str
     ) -> tuple[list[WindowPrompt], list[ParsedAnswer], list[str]]:
-        """Per-window prompts, parsed local answers and raw completions."""
-        prompts = window_prompts(dialogue, query, self.profile, self.embed)
+        """Per-window prompts, parsed local answers and raw completions (one of each for a
+        whole-shape dialogue that fits)."""
+        prompts = window_prompts(
+            dialogue, query, self.profile, self.embed, tokenizer_counter(self.backbone.tokenizer)
+        )
         vlm = self.backbone.is_vlm
         outputs = generate(
             self.backbone,

@@ -4,7 +4,11 @@ Each reward is a plain function ``(completions, **columns) -> list[float]``: ``c
 strings or chat message lists (``[{"role": "assistant", "content": ...}]``, content a string or
 a list of ``{"type": "text", "text": ...}`` parts); ``columns`` are the dataset columns, one value
 per completion. The gold answer comes from the column ``solution`` (an answer string in the
-reference format) or from the columns ``gold_utterance_ids`` and ``gold_image_ids``.
+reference format) or from the columns ``gold_utterance_ids`` and ``gold_image_ids``. Which gold
+that is follows the profile's prompt shape (``retriever.training_records``): in the ``whole``
+shape the query's own answer over the whole dialogue (for a chat too long for one prompt, the
+query's gold inside the window read), in the ``windowed`` shape each window's share ("none" for a
+window without gold).
 
 - **R_F1** = sum over m in {utt, img} of 0.5 * F1(pred_m, gold_m) * 0.95^| |pred_m| - |gold_m| |;
   F1 of two empty sets is 1; 0 when the completion is not in the exact format. Duplicate ids

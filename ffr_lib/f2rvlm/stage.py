@@ -59,8 +59,9 @@ def embed_for(profile: F2RVLMProfile) -> Any:
 def build_records(
     dataset: Dataset, profile: F2RVLMProfile, max_queries: int | None, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """Training records of a seeded sample of the split's queries (windows with gold plus a
-    share of windows without), shuffled so any prefix mixes query types and families."""
+    """Training records of a seeded sample of the split's queries (one per query in the
+    profile's whole shape, windows in the windowed shape: ``retriever.training_records``),
+    shuffled so any prefix mixes query types and families."""
     queries = [q for q in dataset.queries if q.dialogue_id is not None]
     rng = random.Random(seed)
     rng.shuffle(queries)

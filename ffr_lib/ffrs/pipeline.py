@@ -18,8 +18,8 @@ recalled fragment's borders. Dialogues keep their recall rank.
 Without a model (``stage2="fragment"``) every recalled fragment counts whole: the ablation
 "FFRS with the whole recalled fragment".
 
-The single-dialogue query is F2RVLM over the whole dialogue in sliding windows
-(:meth:`F2RVLMRetriever.answer_windows`).
+The single-dialogue query is F2RVLM over the whole dialogue in the profile's prompt shape: windows,
+or one prompt per dialogue that fits (:meth:`F2RVLMRetriever.answer_windows`, ``prompt_shape``).
 """
 
 from __future__ import annotations
@@ -387,7 +387,8 @@ class FFRSPipeline:
 
 
 def read_whole_dialogue(reader: FragmentReader, dialogue: Dialogue, text: str) -> Prediction:
-    """F2RVLM over all of ``dialogue`` in its sliding windows, merged to global ids (union)."""
+    """F2RVLM over all of ``dialogue`` (one prompt, or the profile's windows merged to global
+    ids by union)."""
     timings: dict[str, float] = {}
     with timed(timings, "f2rvlm"):
         prompts, answers, _ = reader.retriever.answer_windows(dialogue, text)

@@ -1,0 +1,50 @@
+"""F2RVLM profiles: the prompt-shape fields and the checks that keep a profile trainable."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from ffr_lib.f2rvlm.hints import HintSettings
+from ffr_lib.f2rvlm.profiles import PROFILES, F2RVLMProfile, SFTSettings, get_profile
+
+
+def test_shapes_of_the_named_profiles() -> None:
+    assert PROFILES["cpu-small-whole"].prompt_shape == "whole"
+    assert PROFILES["paper"].prompt_shape == "whole"
+    demo = PROFILES["cpu-small"]  # the demo's windowed profile, the ablation's other arm
+    assert (demo.prompt_shape, demo.window_utterances, demo.window_overlap) == ("windowed", 12, 4)
+    assert (demo.negative_window_ratio, demo.sft.max_examples, demo.sft.max_length) == (
+        0.5,
+        100,
+        512,
+    )
+    # A profile stored with an adapter before prompt_shape existed reads as it was trained.
+    stored = demo.model_dump(exclude={"prompt_shape", "max_prompt_tokens"})
+    assert F2RVLMProfile.model_validate(stored).prompt_shape == "windowed"
+    for profile in PROFILES.values():  # every preset passes its own checks
+        assert F2RVLMProfile.model_validate(profile.model_dump()) == profile
+
+
+def test_profile_field_validation() -> None:
+    with pytest.raises(ValidationError, match="prompt_shape"):
+        get_profile("cpu-small-whole", prompt_shape="sliding")
+    with pytest.raises(ValidationError, match="max_prompt_tokens"):
+        get_profile("cpu-small-whole", max_prompt_tokens=0)
+    with pytest.raises(ValidationError, match="window_overlap must be smaller"):
+        get_profile("cpu-small-whole", window_overlap=100)
+    # A whole prompt longer than SFT's max_length would lose its answer to truncation.
+    with pytest.raises(ValidationError, match="sft.max_length"):
+        get_profile("cpu-small-whole", max_prompt_tokens=1000)
+    with pytest.raises(ValidationError, match="sft.max_length"):
+        get_profile("cpu-small-whole", sft=SFTSettings(max_length=512))
+    # The windowed shape counts utterances only: a short max_length is its own business.
+    windowed = get_profile(
+        "cpu-small-whole", prompt_shape="windowed", sft=SFTSettings(max_length=512)
+    )
+    assert windowed.prompt_shape == "windowed"
+    # Candidate pre-selection replaces the dialogue with a candidate prompt: windowed only.
+    preselect = HintSettings(method="overlap", preselect_top=4)
+    with pytest.raises(ValidationError, match="preselect_top"):
+        get_profile("cpu-small-whole", hints=preselect)
+    assert get_profile("cpu-small", hints=preselect).hints.preselect_top == 4
