@@ -2,12 +2,13 @@
 dialogues, one speaker, a time range) returns k rows (or every matching fragment when fewer
 match), with recall@10 measured against exact filtered search.
 
-    .venv/bin/python bench/filtered_search.py      # 10k fragments: ~4 min, 30 s once cached
+    .venv/bin/python bench/filtered_search.py --out bench/results/latest-filtered   # 100k
+    .venv/bin/python bench/filtered_search.py --fragments 10000 --crossover ''      # 10k
     .venv/bin/python bench/filtered_search.py --fragments 2000 --queries 50 --json out.json
 
 Corpus: the first ``--fragments`` fragments of PhotoChat then chitchat (``bench/corpus.py``,
-windows of 3 utterances), indexed through ``index_rows`` (binary COPY, HNSW halfvec m 16,
-ef_construction 64, ef_search 200: the defaults) on a throw-away embedded Postgres. PhotoChat has
+windows of 3 utterances), indexed through ``index_rows`` (binary COPY, HNSW with the
+``IndexConfig`` defaults) on a throw-away embedded Postgres. PhotoChat has
 two speakers per dialogue (user0/user1) and no timestamps, so before storing, every dialogue's
 two speakers are renamed to two of ``--people`` people (so one person speaks in ~2/people of the
 dialogues) and its utterances get timestamps (dialogues start ``--hours`` hours apart in a
@@ -15,6 +16,9 @@ shuffled order, utterances one minute apart): speaker and time filters then sele
 share of the corpus, as in a real archive. Vectors: MiniLM, embedded once and cached in
 ``$FFR_HOME/bench-cache`` (keyed by the model version and the texts, as the suite does);
 ``--embed-limit`` embeds fewer and derives the rest (``derived_vectors``).
+
+Default: 100,000 fragments (the whole ~105k PhotoChat + chitchat corpus at windows of 3, real
+vectors; the first run embeds them, ~10 min on 2 quiet cores, later runs read the cache).
 
 Queries: ``--queries`` held-out utterances (dialogues not in the corpus), each run with one
 filter of every kind, chosen at random so that at least k fragments match:
@@ -29,6 +33,11 @@ index, ORDER BY the full-precision distance), p50/p95 ms. Same run, same connect
 ``ffr.fragment_search_sql(model, exact => false, ...)`` alone with the iterative scan off
 (pgvector's default: the planner picks HNSW + WHERE or a filter index + sort by itself, and
 HNSW + WHERE comes back short when the filter is selective).
+
+Threshold (``--crossover``): is ``ffr.exact_filter_rows`` (1000) still the right switch between
+the exact filtered search and the HNSW iterative scan at this size? Time windows of about 250 to
+16,000 fragments, ``--crossover-queries`` each, searched with the switch forced both ways: p50 /
+p95 of each path, recall@10 and k rows of the HNSW path against the exact one.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -49,7 +59,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.corpus import Corpus, bench_server, build_index, embed_texts, load_corpus  # noqa: E402
-from bench.suite import lat, load, machine, recall_at  # noqa: E402
+from bench.suite import get_ef_search, lat, load, machine, recall_at, set_ef_search  # noqa: E402
 from ffr_lib.data.model import Dialogue  # noqa: E402
 from ffr_lib.fem.fragment_text import FragmentTextConfig, fragment_rows  # noqa: E402
 from ffr_lib.reporting import markdown_table  # noqa: E402
@@ -94,20 +104,42 @@ def with_filter_columns(corpus: Corpus, people: int, hours: float, seed: int = 0
     return Corpus(dialogues, rows, corpus.queries, corpus.window)
 
 
+class Timeline:
+    """The corpus's dialogues in time order with their spans: consecutive ones make a time
+    window that matches about as many fragments as asked."""
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self.by_dialogue: dict[str, int] = {}
+        self.spans: dict[str, list[datetime]] = {}
+        for r in rows:
+            self.by_dialogue[r.dialogue_id] = self.by_dialogue.get(r.dialogue_id, 0) + 1
+            s = self.spans.setdefault(r.dialogue_id, [r.started_at, r.ended_at])
+            s[0], s[1] = min(s[0], r.started_at), max(s[1], r.ended_at)
+        self.order = sorted(self.spans, key=lambda d: self.spans[d][0])
+
+    def window(self, rng: random.Random, min_rows: int) -> dict:
+        """since/until of consecutive dialogues from a random start until >= ``min_rows``
+        fragments."""
+        order, count = self.order, self.by_dialogue
+        start = rng.randrange(len(order))
+        end, total = start, 0
+        while total < min_rows:
+            if end == len(order):  # ran past the end: grow backwards instead
+                start -= 1
+                total += count[order[start]]
+                continue
+            total += count[order[end]]
+            end += 1
+        return {"since": self.spans[order[start]][0], "until": self.spans[order[end - 1]][1]}
+
+
 def make_filters(rows: Sequence[Any], n: int, k: int, seed: int = 1) -> dict[str, list[dict]]:
     """``n`` filters of every kind (search_by_vector keyword arguments), each matching >= k
     fragments."""
     rng = random.Random(seed)
-    by_dialogue: dict[str, int] = {}
-    for r in rows:
-        by_dialogue[r.dialogue_id] = by_dialogue.get(r.dialogue_id, 0) + 1
+    timeline = Timeline(rows)
+    by_dialogue = timeline.by_dialogue
     dialogue_ids = sorted(by_dialogue)
-    # Dialogues in time order with their span: consecutive ones make a time window.
-    spans: dict[str, list[datetime]] = {}
-    for r in rows:
-        s = spans.setdefault(r.dialogue_id, [r.started_at, r.ended_at])
-        s[0], s[1] = min(s[0], r.started_at), max(s[1], r.ended_at)
-    timeline = sorted(spans, key=lambda d: spans[d][0])
     speakers = sorted({s for r in rows for s in r.speakers})
     count = {s: 0 for s in speakers}
     for r in rows:
@@ -116,16 +148,7 @@ def make_filters(rows: Sequence[Any], n: int, k: int, seed: int = 1) -> dict[str
     speakers = [s for s in speakers if count[s] >= k]
 
     def window(min_rows: int) -> dict:
-        start = rng.randrange(len(timeline))
-        end, total = start, 0
-        while total < min_rows:
-            if end == len(timeline):  # ran past the end: grow backwards instead
-                start -= 1
-                total += by_dialogue[timeline[start]]
-                continue
-            total += by_dialogue[timeline[end]]
-            end += 1
-        return {"since": spans[timeline[start]][0], "until": spans[timeline[end - 1]][1]}
+        return timeline.window(rng, min_rows)
 
     out: dict[str, list[dict]] = {kind: [] for kind in KINDS}
     for _ in range(n):
@@ -233,8 +256,133 @@ def _selectivity(rows: Sequence[Any], filt: dict) -> int:
     return sum(1 for r in rows if keep(r))
 
 
-def render(result: dict[str, Any]) -> str:
-    m = result["measured"]
+def crossover(
+    url: str,
+    qv: np.ndarray,
+    rows: Sequence[Any],
+    sizes: Sequence[int],
+    k: int,
+    n_queries: int,
+    seed: int = 2,
+) -> list[dict[str, Any]]:
+    """Where exact filtered search stops paying: per size, ``n_queries`` time windows of about
+    that many fragments, each searched through ``ffr.search_fragments`` twice, once forced onto
+    the exact path (``ffr.exact_filter_rows`` above any match count: count, then exact search)
+    and once onto the HNSW iterative scan (``ffr.exact_filter_rows`` 0: no count). p50 / p95 of
+    both; recall@10 and k rows of the index path against the exact one (the truth)."""
+    from ffr_lib.db import connect
+    from ffr_lib.index import search_by_vector
+
+    rng = random.Random(seed)
+    timeline = Timeline(rows)
+    started = np.array([r.started_at.timestamp() for r in rows])
+    ended = np.array([r.ended_at.timestamp() for r in rows])
+    out = []
+    with connect(url) as db:
+        for size in sizes:
+            filters = [timeline.window(rng, size) for _ in range(n_queries)]
+            matching = [
+                int(((ended >= f["since"].timestamp()) & (started <= f["until"].timestamp())).sum())
+                for f in filters
+            ]
+            runs: dict[str, tuple[list[float], list[list[str]]]] = {}
+            for path, limit in (("exact", 2**31 - 1), ("index", 0)):
+                db.execute("SELECT set_config('ffr.exact_filter_rows', %s, false)", (str(limit),))
+                for q, f in zip(qv[:3], filters[:3], strict=False):  # warm the caches
+                    search_by_vector(q, k, conn=db, **f)
+                times, got = [], []
+                for q, f in zip(qv, filters, strict=False):
+                    t0 = time.perf_counter()
+                    hits = search_by_vector(q, k, conn=db, **f)
+                    times.append(time.perf_counter() - t0)
+                    got.append([h.fragment_id for h in hits])
+                runs[path] = (times, got)
+            truth, index = runs["exact"][1], runs["index"][1]
+            out.append(
+                {
+                    "target_rows": size,
+                    "matching_median": int(np.median(matching)),
+                    "share_median": round(float(np.median(matching)) / len(rows), 4),
+                    "queries": len(truth),
+                    "exact": lat(runs["exact"][0]),
+                    "index": {
+                        **lat(runs["index"][0]),
+                        "recall_at_10": _recall(index, truth),
+                        "k_rows_share": _share(index, truth),
+                    },
+                    "load": load(),
+                }
+            )
+        db.rollback()
+    return out
+
+
+def fetch_sweep(
+    url: str, model: str, qv: np.ndarray, filters: list[dict], k: int, fetches: Sequence[int]
+) -> list[dict[str, Any]]:
+    """How many filtered rows the HNSW path should fetch before keeping the k nearest: the index
+    path of ``ffr.search_fragments`` (the query of ``ffr.fragment_search_sql(model, false,
+    ...)`` with the function's settings: relaxed-order iterative scan, the version's ef_search)
+    with ``fetch`` rows instead of the function's max(4k, 40), re-ranked by the full-precision
+    distance, against exact filtered search. What a change of the function's fetch would give;
+    the function itself is not changed."""
+    from ffr_lib.db import connect
+
+    out = []
+    with connect(url) as db:
+        ef = get_ef_search(url, model)
+        truth = [
+            _run_sql(db, _sql_text(db, model, True, f), q, k, f)
+            for q, f in zip(qv, filters, strict=True)
+        ]
+        for fetch in fetches:
+            got, times = [], []
+            for q, f in zip(qv, filters, strict=True):
+                with db.transaction():
+                    db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                    db.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(ef, k)),))
+                    t0 = time.perf_counter()
+                    rows = _run_sql(db, _sql_text(db, model, False, f), q, fetch, f)
+                    times.append(time.perf_counter() - t0)
+                got.append(rows[:k])  # ordered by the full-precision distance already
+            out.append(
+                {
+                    "fetch": fetch,
+                    "queries": len(got),
+                    **lat(times),
+                    "recall_at_10": _recall(got, truth),
+                    "k_rows_share": _share(got, truth),
+                    "load": load(),
+                }
+            )
+        db.rollback()
+    return out
+
+
+def render_crossover(rows: list[dict[str, Any]]) -> str:
+    header = [
+        "time window (median matching fragments)",
+        "exact path p50 / p95 ms",
+        "HNSW iterative path p50 / p95 ms",
+        "HNSW path recall@10, k rows",
+        "faster",
+    ]
+    table = [
+        [
+            f"{r['matching_median']:,} ({100 * r['share_median']:.2f}%)",
+            f"{r['exact']['p50_ms']} / {r['exact']['p95_ms']}",
+            f"{r['index']['p50_ms']} / {r['index']['p95_ms']}",
+            f"{r['index']['recall_at_10']:.3f}, {100 * r['index']['k_rows_share']:.0f}%",
+            "exact" if r["exact"]["p50_ms"] <= r["index"]["p50_ms"] else "HNSW",
+        ]
+        for r in rows
+    ]
+    return "\n".join(markdown_table(header, table))
+
+
+def render(result: dict[str, Any], m: dict[str, Any] | None = None) -> str:
+    """The table of one measurement (default: ``result["measured"]``)."""
+    m = m or result["measured"]
     n = result["fragments"]
     header = [
         "filter",
@@ -273,6 +421,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ffr_lib.settings import get_settings
 
     os.environ.pop("FFR_DATABASE_URL", None)
+    started = time.perf_counter()
     cache_dir = get_settings().home / "bench-cache"
     encoder = TextEncoder.get(args.encoder)
     base = load_corpus(args.fragments, n_queries=args.queries)
@@ -280,6 +429,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     qv, _ = embed_texts(encoder, corpus.queries, cache_dir=cache_dir)
     filters = make_filters(corpus.rows, len(qv), K)
     result: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "fragments": len(corpus.rows),
         "dialogues": len(corpus.dialogues),
         "k": K,
@@ -302,30 +453,100 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         result["seconds_build"] = round(time.perf_counter() - t0, 1)
         result["embedded"], result["derived"] = built.embedded, built.derived
-        result["measured"] = measure(url, built.stats.embedding_model, qv, filters, K)
+        model = built.stats.embedding_model
+        result["ef_search"] = get_ef_search(url, model)
+        result["measured"] = measure(url, model, qv, filters, K)
+        for ef in args.ef_search:  # the same filters at other ef_search values, same index
+            set_ef_search(url, model, ef)
+            result.setdefault("by_ef_search", {})[str(ef)] = measure(url, model, qv, filters, K)
+        set_ef_search(url, model, result["ef_search"])
+        if args.fetch_sweep:
+            result["fetch_sweep"] = fetch_sweep(
+                url, model, qv, filters["time-20%"], K, args.fetch_sweep
+            )
+        if args.crossover:
+            result["crossover"] = crossover(
+                url, qv, corpus.rows, args.crossover, K, args.crossover_queries
+            )
     result["load_end"] = load()
+    result["wall_s"] = round(time.perf_counter() - started, 1)
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fragments", type=int, default=10_000)
+    parser.add_argument("--fragments", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200, help="queries per filter kind")
     parser.add_argument("--people", type=int, default=400, help="speakers of the corpus")
     parser.add_argument("--hours", type=float, default=6.0, help="between dialogue starts")
     parser.add_argument("--embed-limit", type=int, default=None, help="embed fewer, derive rest")
     parser.add_argument("--encoder", default="minilm")
+    parser.add_argument(
+        "--crossover",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[250, 500, 1000, 2000, 4000, 8000, 16000],
+        help="time-window sizes (fragments) timed on the exact and the HNSW path ('' = none)",
+    )
+    parser.add_argument("--crossover-queries", type=int, default=50, help="queries per size")
+    parser.add_argument(
+        "--ef-search",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[],
+        help="also measure every filter at these ef_search values (e.g. 150,200), same index",
+    )
+    parser.add_argument(
+        "--fetch-sweep",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[],
+        help="time-20%% filters through the HNSW path fetching these many rows before the "
+        "re-rank (the function fetches max(4k, 40)), e.g. 40,100,200",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--out", type=Path, help="also write results.json and results.md here")
     args = parser.parse_args(argv)
     result = run(args)
-    print(
-        f"{result['fragments']:,} fragments ({result['dialogues']:,} dialogues; "
-        f"{result['embedded']:,} embedded, {result['derived']:,} derived), k={K}, "
-        f"load {result['load_start']} -> {result['load_end']}"
+    text = "\n".join(
+        [
+            f"{result['fragments']:,} fragments ({result['dialogues']:,} dialogues; "
+            f"{result['embedded']:,} embedded, {result['derived']:,} derived), k={K}, "
+            f"load {result['load_start']} -> {result['load_end']}, build "
+            f"{result['seconds_build']} s, wall {result['wall_s']} s; command `{result['command']}`",
+            "",
+            f"ef_search {result['ef_search']} (the index's default):",
+            "",
+            render(result),
+        ]
     )
-    print(render(result))
+    for ef, measured in result.get("by_ef_search", {}).items():
+        text += f"\n\nef_search {ef}:\n\n" + render(result, measured)
+    if result.get("fetch_sweep"):
+        text += (
+            "\n\nHNSW path of the time-20% filter with more rows fetched before the re-rank:\n\n"
+        )
+        text += "\n".join(
+            markdown_table(
+                ["fetch", "p50 / p95 ms", "recall@10", "k rows"],
+                [
+                    [
+                        r["fetch"],
+                        f"{r['p50_ms']} / {r['p95_ms']}",
+                        f"{r['recall_at_10']:.3f}",
+                        f"{100 * r['k_rows_share']:.0f}%",
+                    ]
+                    for r in result["fetch_sweep"]
+                ],
+            )
+        )
+    if result.get("crossover"):
+        text += "\n\nExact path vs HNSW iterative path by filter size (ffr.exact_filter_rows):\n\n"
+        text += render_crossover(result["crossover"])
+    print(text)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(result, indent=2, default=str))
+        (args.out / "results.md").write_text(f"# Filtered search\n\n{text}\n")
     return 0
 
 

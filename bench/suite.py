@@ -5,29 +5,39 @@ Sections (each measures its baseline in the same run and records the load averag
 - ``encoder``: MiniLM embedding throughput on real fragment texts: fp32 with torch's default
   threads, fp32 with 1 thread, dynamic int8; recall@10 of int8 neighbours against fp32.
 - ``index``: end-to-end indexing (embed + COPY + HNSW + ANALYZE) at each ``index_sizes`` size,
-  with the process's peak RSS. Beyond ``embed_limit`` fragments the vectors are real-derived
-  (see ``bench/corpus.py``) and the embedding time is extrapolated; the report says so.
+  with the peak RSS of this process and of the Postgres server, the size on disk, and the
+  encoder's share of the fp32 peak at that rate. Every fragment is embedded (real vectors,
+  cached in ``$FFR_HOME/bench-cache`` by model version and texts); with ``embed_limit``, only
+  that many, the others get real-derived vectors (see ``bench/corpus.py``) and the embedding time
+  is extrapolated; the report says so.
 - ``search``: on each index: numpy brute force (the reference system: normalised matrix, dot
   product), exact scan in SQL, HNSW through ``ffr.search_fragments``; p50/p95 and recall@10
   against the numpy ground truth; an ``ef_search`` sweep; filtered queries (iterative scan).
   Sizes above the real corpus (1M) use real-derived vectors in a bare table: numpy and exact
   scan only unless ``hnsw_large`` (a 1M HNSW build takes tens of minutes on 2 cores).
-  ``tune`` rebuilds the smallest index with other HNSW settings (vector vs halfvec, m,
-  ef_construction).
+  ``tune`` rebuilds the HNSW index of the ``tune_size`` index (default the largest) in place
+  with every setting of the grid (vector vs halfvec, m, ef_construction), sweeps ef_search on
+  each, names the setting that meets ``recall_target`` at the lowest p50 and measures it again
+  beside the default (``IndexConfig``).
 - ``ffrs``: FFRS end-to-end latency per stage (embed, SQL, load, F2RVLM) at each K with the
   SmolLM2 backbone (untrained: latency only), model resident, plus serving peak RSS.
 - ``training``: SFT and GRPO step time and peak RSS for the ``cpu-small`` profile (a few steps).
 
-Results go to ``<out>/results.json``, ``<out>/results.md`` and ``<out>/search_cost.png``.
+Results go to ``<out>/results.json``, ``<out>/results.md``, ``<out>/cost_curve.json`` (the curve
+the ``fragment_index`` asset shows, :class:`ffr_lib.index.cost.CostCurve`) and
+``<out>/cost_curves.png`` (indexing fragments/s, search p50 and memory against corpus size).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import random
+import shlex
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -41,7 +51,6 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from bench.corpus import (
-    FixedVectors,
     bench_server,
     build_index,
     derived_vectors,
@@ -49,6 +58,7 @@ from bench.corpus import (
     load_corpus,
 )
 from ffr_lib.reporting import markdown_table, percentile
+from ffr_lib.threads import wanted_threads
 
 SECTIONS = ("encoder", "index", "search", "ffrs", "training")
 
@@ -65,8 +75,10 @@ class SuiteConfig(BaseModel):
         default_factory=lambda: [1_000_000],
         description="search-only sizes with real-derived vectors in a bare table",
     )
-    embed_limit: int = Field(
-        10_000, description="fragments embedded per index build; the rest get derived vectors"
+    embed_limit: int | None = Field(
+        None,
+        description="fragments embedded per index build (None = all, real vectors); the rest get "
+        "real-derived vectors",
     )
     encoder: str = "minilm"
     encoder_sample: int = Field(1_000, description="fragments embedded per encoder variant")
@@ -74,7 +86,15 @@ class SuiteConfig(BaseModel):
     latency_queries: int = Field(100, description="queries timed per search variant")
     exact_queries: int = Field(30, description="queries timed for the SQL exact scan")
     ef_search: list[int] = Field(default_factory=lambda: [20, 40, 64, 100, 200])
-    tune: bool = Field(True, description="rebuild the smallest index with other HNSW settings")
+    tune: bool = Field(True, description="rebuild one index with every HNSW setting of the grid")
+    tune_size: int | None = Field(
+        None, description="the index_sizes size the grid runs on (None = the largest)"
+    )
+    tune_vector_types: list[str] = Field(default_factory=lambda: ["vector", "halfvec"])
+    tune_m: list[int] = Field(default_factory=lambda: [16, 24, 32])
+    tune_ef_construction: list[int] = Field(default_factory=lambda: [64, 128])
+    tune_ef_search: list[int] = Field(default_factory=lambda: [40, 64, 100, 150, 200])
+    recall_target: float = Field(0.95, description="recall@10 the chosen HNSW setting must meet")
     hnsw_large: bool = Field(False, description="also build HNSW at the large sizes")
     ffrs_k: list[int] = Field(default_factory=lambda: [5, 10, 20])
     ffrs_queries: int = Field(5, description="queries per K")
@@ -86,6 +106,11 @@ class SuiteConfig(BaseModel):
         "2 here); 1 is much faster when other processes oversubscribe the cores",
     )
     cache_dir: Path | None = Field(None, description="vector cache (default $FFR_HOME/bench-cache)")
+    reembed: bool = Field(
+        False,
+        description="embed at every index size even when the vectors are cached (the first "
+        "size always embeds; the others otherwise extrapolate its rate)",
+    )
     out_dir: Path = Path("bench/results/latest")
 
     @classmethod
@@ -121,19 +146,48 @@ def lat(xs: Sequence[float]) -> dict[str, float]:
     return {f"p{q}_ms": round(1000 * percentile(xs, q), 3) for q in (50, 95)}
 
 
-class PeakRSS:
-    """Peak resident memory of this process while the block runs (sampled every 20 ms)."""
+def postmaster(url: str) -> Any:
+    """The ``psutil.Process`` of the Postgres server behind ``url`` (the parent of a backend)."""
+    import psutil
 
-    def __init__(self) -> None:
+    from ffr_lib.db import connect
+
+    with connect(url) as db:
+        backend = db.execute("SELECT pg_backend_pid()").fetchone()[0]
+    return psutil.Process(backend).parent()
+
+
+def server_pss(server: Any) -> int:
+    """Proportional set size of a server and its processes (shared buffers counted once)."""
+    import psutil
+
+    total = 0
+    for proc in [server, *server.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_full_info().pss
+    return total
+
+
+class PeakRSS:
+    """Peak resident memory of this process while the block runs (sampled every 20 ms) and,
+    given the server's ``url``, the peak PSS of the Postgres server's processes (every 0.5 s)."""
+
+    def __init__(self, url: str | None = None) -> None:
         import psutil
 
         self._proc = psutil.Process()
+        self._server = postmaster(url) if url else None
         self.peak = 0
+        self.server_peak = 0
         self._stop = threading.Event()
 
     def _run(self) -> None:
+        tick = 0
         while not self._stop.is_set():
             self.peak = max(self.peak, self._proc.memory_info().rss)
+            if self._server is not None and tick % 25 == 0:
+                self.server_peak = max(self.server_peak, server_pss(self._server))
+            tick += 1
             self._stop.wait(0.02)
 
     def __enter__(self) -> PeakRSS:
@@ -149,6 +203,10 @@ class PeakRSS:
     @property
     def mib(self) -> float:
         return round(self.peak / 2**20, 1)
+
+    @property
+    def server_mib(self) -> float | None:
+        return round(self.server_peak / 2**20, 1) if self._server is not None else None
 
 
 def recall_at(found: Sequence[Any], truth: Sequence[Any]) -> float:
@@ -266,7 +324,7 @@ def _ids_matrix(built: Any) -> tuple[list[str], np.ndarray]:
     return ids, built.vectors
 
 
-def _set_ef(url: str, model: str, ef: int) -> None:
+def set_ef_search(url: str, model: str, ef: int) -> None:
     from ffr_lib.db import connect
 
     with connect(url) as db:
@@ -308,15 +366,48 @@ def _hnsw(
     return tops, times
 
 
-def _index_size(url: str, model: str) -> str:
+def _index_mib(url: str, model: str) -> float:
+    """Size of the version's HNSW index over its fragments, MiB."""
     from ffr_lib.db import connect
 
     with connect(url) as db:
-        return db.execute(
-            "SELECT pg_size_pretty(pg_relation_size(('ffr.' || index_name)::regclass)) "
+        size = db.execute(
+            "SELECT pg_relation_size(('ffr.' || index_name)::regclass) "
             "FROM ffr.fem_versions WHERE embedding_model = %s",
             (model,),
         ).fetchone()[0]
+    return round(size / 2**20, 1)
+
+
+def _db_mib(url: str) -> float:
+    """Size of the benchmark database on disk (tables, indexes, TOAST), MiB."""
+    from ffr_lib.db import connect
+
+    with connect(url) as db:
+        size = db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    return round(size / 2**20, 1)
+
+
+def peak_share(
+    encoder: Any, texts: Sequence[str], embed_rate: float | None, end_to_end: float
+) -> dict[str, Any]:
+    """Useful encoder GFLOP/s at the embedding rate and at the end-to-end rate, and the latter's
+    share of the 2-core fp32 peak, counted as ``bench/encoder_runtime.py`` does (real token
+    counts, no padding)."""
+    from bench.encoder_runtime import PEAK_GFLOPS, useful_gflop
+
+    try:
+        per_fragment = useful_gflop(encoder, texts) / max(1, len(texts))
+    except (AttributeError, IndexError, TypeError):  # an encoder without a transformer config
+        return {}
+    useful = end_to_end * per_fragment
+    low, high = (100 * useful / peak for peak in sorted(PEAK_GFLOPS, reverse=True))
+    return {
+        "gflop_per_fragment": round(per_fragment, 3),
+        "embed_useful_gflop_s": round(embed_rate * per_fragment, 1) if embed_rate else None,
+        "useful_gflop_s": round(useful, 1),
+        "share_of_fp32_peak": f"{low:.0f}-{high:.0f}%",
+    }
 
 
 def search_on_index(
@@ -341,10 +432,10 @@ def search_on_index(
         "queries": n_ex,
     }
     log(f"    numpy p50 {out['numpy']['p50_ms']} ms, exact SQL p50 {out['exact_sql']['p50_ms']} ms")
-    default_ef = built.stats and _get_ef(url, model)
+    default_ef = built.stats and get_ef_search(url, model)
     sweep = []
     for ef in sorted(set(cfg.ef_search) | {default_ef}):
-        _set_ef(url, model, ef)
+        set_ef_search(url, model, ef)
         _hnsw(url, qv[:5], k)  # warm the cache at this setting
         tops, times = _hnsw(url, qv, k)
         row = {
@@ -356,11 +447,11 @@ def search_on_index(
         }
         sweep.append(row)
         log(f"    ef_search {ef}: p50 {row['p50_ms']} ms recall@10 {row['recall_at_10']}")
-    _set_ef(url, model, default_ef)
+    set_ef_search(url, model, default_ef)
     out["hnsw_default_ef"] = default_ef
     out["hnsw"] = next(r for r in sweep if r["ef_search"] == default_ef)
     out["ef_sweep"] = sweep
-    out["index_size"] = _index_size(url, model)
+    out["hnsw_index_mib"] = _index_mib(url, model)
     # Filtered: restricted to 3 random dialogues (iterative scan), recall vs exact in them.
     rng = random.Random(1)
     dialogue_of = [r.dialogue_id for r in built.corpus.rows]
@@ -378,7 +469,7 @@ def search_on_index(
     return out
 
 
-def _get_ef(url: str, model: str) -> int:
+def get_ef_search(url: str, model: str) -> int:
     from ffr_lib.db import connect
 
     with connect(url) as db:
@@ -393,8 +484,9 @@ def bench_large(
     cfg: SuiteConfig, n: int, seeds: np.ndarray, qv: np.ndarray, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """Search-only at ``n`` real-derived vectors: numpy, SQL exact scan (bare table), and HNSW
-    when ``cfg.hnsw_large``."""
+    with the default settings (``IndexConfig``) when ``cfg.hnsw_large``."""
     from ffr_lib.db import connect
+    from ffr_lib.index import IndexConfig
 
     k = 10
     matrix = derived_vectors(seeds, n, seed=n)
@@ -432,15 +524,27 @@ def bench_large(
         out["exact_sql"] = {**lat(times), "recall_at_10": round(float(np.mean(recalls)), 4)}
         log(f"    exact SQL p50 {out['exact_sql']['p50_ms']} ms")
         if cfg.hnsw_large:
-            t0 = time.perf_counter()
+            # The default index settings (IndexConfig), as the fragment index builds them.
+            config = IndexConfig()
+            typ = f"{config.vector_type}(384)"
+            # The graph of a million vectors must fit in memory, or the build is many times slower.
             db.execute("SET maintenance_work_mem = '4GB'")
-            db.execute(
-                "CREATE INDEX ON bench_vec USING hnsw ((embedding::halfvec(384)) "
-                "halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
+            with PeakRSS(url) as rss:
+                t0 = time.perf_counter()
+                db.execute(
+                    f"CREATE INDEX bench_vec_hnsw ON bench_vec USING hnsw ((embedding::{typ}) "
+                    f"{config.vector_type}_cosine_ops) WITH (m = {int(config.hnsw_m)}, "
+                    f"ef_construction = {int(config.ef_construction)})"
+                )
+                db.commit()
+                out["hnsw_build_s"] = round(time.perf_counter() - t0, 1)
+            out["hnsw_setting"] = setting_name(config)
+            out["hnsw_build_postgres_peak_mib"] = rss.server_mib
+            out["hnsw_index_mib"] = round(
+                db.execute("SELECT pg_relation_size('bench_vec_hnsw')").fetchone()[0] / 2**20, 1
             )
-            db.commit()
-            out["hnsw_build_s"] = round(time.perf_counter() - t0, 1)
-            for ef in cfg.ef_search:
+            log(f"    HNSW {out['hnsw_setting']} built in {out['hnsw_build_s']} s")
+            for ef in sorted(set(cfg.ef_search) | {config.ef_search}):
                 db.execute(f"SET hnsw.ef_search = {int(ef)}")
                 times, recalls = [], []
                 for q, tr in zip(qv, truth, strict=False):
@@ -448,21 +552,31 @@ def bench_large(
                     got = [
                         r[0]
                         for r in db.execute(
-                            "SELECT id FROM bench_vec ORDER BY embedding::halfvec(384) <=> "
-                            "%s::halfvec(384) LIMIT %s",
+                            f"SELECT id FROM bench_vec ORDER BY embedding::{typ} <=> %s::{typ} "
+                            "LIMIT %s",
                             (q, k),
                         ).fetchall()
                     ]
                     times.append(time.perf_counter() - t0)
                     recalls.append(recall_at(got, tr))
-                out.setdefault("ef_sweep", []).append(
-                    {
-                        "ef_search": ef,
-                        **lat(times),
-                        "recall_at_10": round(float(np.mean(recalls)), 4),
-                    }
-                )
+                row = {
+                    "ef_search": ef,
+                    **lat(times),
+                    "recall_at_10": round(float(np.mean(recalls)), 4),
+                }
+                out.setdefault("ef_sweep", []).append(row)
+                log(f"    ef_search {ef}: p50 {row['p50_ms']} ms recall@10 {row['recall_at_10']}")
+            out["hnsw"] = next(r for r in out["ef_sweep"] if r["ef_search"] == config.ef_search)
+        out["db_mib"] = _db_mib(url)
     return out
+
+
+def setting_name(config: Any) -> str:
+    """An IndexConfig's HNSW setting in one phrase (``halfvec m16 efc128 ef_search 100``)."""
+    return (
+        f"{config.vector_type} m{config.hnsw_m} efc{config.ef_construction} "
+        f"ef_search {config.ef_search}"
+    )
 
 
 def bench_ffrs(
@@ -660,8 +774,11 @@ def _threads(cfg: SuiteConfig) -> None:
 def machine() -> dict[str, Any]:
     import psutil
 
+    from bench.encoder_runtime import cpu_model
+
     return {
         "cpus": os.cpu_count(),
+        "cpu": cpu_model(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -669,7 +786,8 @@ def machine() -> dict[str, Any]:
 
 
 def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the selected sections; write results.json / results.md / search_cost.png."""
+    """Run the selected sections; write results.json, results.md, cost_curve.json and
+    cost_curves.png."""
     from ffr_lib.index import IndexConfig
     from ffr_lib.models.encoder import TextEncoder
     from ffr_lib.settings import get_settings
@@ -679,9 +797,11 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
     started = time.perf_counter()
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": machine(),
         "load_start": list(os.getloadavg()),
         "config": json.loads(cfg.model_dump_json()),
+        "index_config": IndexConfig().model_dump(),  # the default settings this run measures
         "env": {
             k: os.environ.get(k)
             for k in ("FFR_TORCH_THREADS", "FFR_ENCODER_THREADS", "OMP_NUM_THREADS", "FFR_PG_PORT")
@@ -698,9 +818,12 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
     if sections & {"index", "search", "ffrs"}:
         results["index"], results["search"] = [], []
         rate = None  # fragments/s of the first (timed) embedding, for extrapolation
+        tune_size = cfg.tune_size or max(cfg.index_sizes)
+        if cfg.tune and "search" in sections and tune_size not in cfg.index_sizes:
+            raise ValueError(f"tune_size {tune_size} is not one of index_sizes {cfg.index_sizes}")
         for n in sorted(cfg.index_sizes):
             with step(log, f"index {n}", results, cfg.out_dir), bench_server() as url:
-                with PeakRSS() as rss:
+                with PeakRSS(url) as rss:
                     built = build_index(
                         n,
                         url=url,
@@ -708,7 +831,8 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
                         n_queries=cfg.queries,
                         embed_limit=cfg.embed_limit,
                         cache_dir=cache_dir,
-                        cache_read=rate is not None,  # the first build always embeds (timed)
+                        # The first build always embeds (timed); with reembed, every build.
+                        cache_read=rate is not None and not cfg.reembed,
                     )
                 st = built.stats
                 n_rows = len(built.corpus.rows)
@@ -734,7 +858,12 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
                         n_rows / (st.seconds_write + st.seconds_index), 1
                     ),
                     "extrapolated": extrapolated,
+                    **peak_share(encoder, built.corpus.texts, rate, end_to_end),
                     "peak_rss_mib": rss.mib,
+                    "postgres_peak_mib": rss.server_mib,
+                    "db_mib": _db_mib(url),
+                    "hnsw_index_mib": _index_mib(url, st.embedding_model),
+                    "threads": wanted_threads(),
                     "load": load(),
                 }
                 results["index"].append(row)
@@ -748,8 +877,9 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
                     if built.derived:
                         res["vectors"] = f"{built.embedded} embedded + {built.derived} derived"
                     results["search"].append(res)
-                    if cfg.tune and n == min(cfg.index_sizes):
-                        results["tune"] = bench_tune(cfg, url, built, qv, log)
+                    if cfg.tune and n == tune_size:
+                        with step(log, f"tune HNSW at {n}", results, cfg.out_dir):
+                            results["tune"] = bench_tune(cfg, url, built, qv, log)
                 if "ffrs" in sections and n == min(cfg.index_sizes):
                     _threads(cfg)
                     with step(log, "ffrs", results, cfg.out_dir):
@@ -765,51 +895,130 @@ def run_suite(cfg: SuiteConfig, log: Callable[[str], None] = print) -> dict[str,
     results["load_end"] = list(os.getloadavg())
     results["wall_s"] = round(time.perf_counter() - started, 1)
     write_results(results, cfg.out_dir)
-    _ = IndexConfig  # documented default settings are in results["config"]
     return results
 
 
-def bench_tune(
-    cfg: SuiteConfig, url: str, built: Any, qv: np.ndarray, log: Callable[[str], None]
-) -> list[dict[str, Any]]:
-    """Rebuild the index with other settings beside the default one, same vectors; the search
-    functions serve each in turn (activate='always')."""
-    from ffr_lib.index import IndexConfig, activate_version, index_rows
+def _rebuild_hnsw(url: str, model: str, vector_type: str, m: int, ef_construction: int) -> float:
+    """Drop the version's HNSW indexes and build them again with these settings, on the same
+    rows (``ensure_hnsw`` builds from the version's row in ``ffr.fem_versions``, and the search
+    functions read its vector type from there). Returns the build's seconds."""
+    from psycopg import sql
 
-    default_model = built.stats.embedding_model
-    ids, matrix = _ids_matrix(built)
-    truth = [[ids[i] for i in t] for t in numpy_search(matrix, qv, 10)[0]]
+    from ffr_lib.db import connect
+    from ffr_lib.index import IndexConfig, ensure_hnsw
+    from ffr_lib.index.writer import HNSW_TABLES
+
+    with connect(url) as db:
+        with db.transaction():
+            db.execute(
+                "UPDATE ffr.fem_versions SET vector_type = %s, hnsw_m = %s, ef_construction = %s "
+                "WHERE embedding_model = %s",
+                (vector_type, m, ef_construction, model),
+            )
+            for name in HNSW_TABLES.values():
+                db.execute(
+                    sql.SQL("DROP INDEX IF EXISTS ffr.{}").format(sql.Identifier(name(model)))
+                )
+        t0 = time.perf_counter()
+        ensure_hnsw(model, maintenance_work_mem=IndexConfig().maintenance_work_mem, conn=db)
+        db.commit()
+        return time.perf_counter() - t0
+
+
+def _sweep(
+    url: str, model: str, qv: np.ndarray, truth: list[list[str]], efs: Sequence[int]
+) -> list[dict[str, Any]]:
+    """p50 / p95 over every query and recall@10 against ``truth`` through
+    ``ffr.search_fragments`` at each ef_search (after 5 warm-up queries)."""
     rows = []
-    variants = [
-        ("vector m16 efc64", IndexConfig(vector_type="vector", activate="always")),
-        ("halfvec m16 efc128", IndexConfig(ef_construction=128, activate="always")),
-        ("halfvec m24 efc128", IndexConfig(hnsw_m=24, ef_construction=128, activate="always")),
-    ]
-    for name, config in variants:
-        suffix = "+" + name.replace(" ", "-")
-        embedder = FixedVectors(
-            default_model + suffix, built.corpus.texts, built.vectors, built.embedder._encoder
-        )
-        stats = index_rows(built.corpus.rows, embedder, config=config, url=url)
-        for ef in (40, 100, 200):
-            _set_ef(url, stats.embedding_model, ef)
-            _hnsw(url, qv[:5], 10)
-            tops, times = _hnsw(url, qv, 10)
-            row = {
-                "variant": name,
-                "build_s": round(stats.seconds_index, 2),
-                "index_size": _index_size(url, stats.embedding_model),
+    for ef in efs:
+        set_ef_search(url, model, ef)
+        _hnsw(url, qv[:5], 10)
+        tops, times = _hnsw(url, qv, 10)
+        rows.append(
+            {
                 "ef_search": ef,
-                **lat(times[: cfg.latency_queries]),
+                **lat(times),
                 "recall_at_10": round(
                     float(np.mean([recall_at(a, b) for a, b in zip(tops, truth, strict=False)])), 4
                 ),
                 "load": load(),
             }
-            rows.append(row)
-            log(f"    tune {row}")
-    activate_version(default_model, url=url)
+        )
     return rows
+
+
+def best_setting(rows: Sequence[dict[str, Any]], target: float) -> dict[str, Any] | None:
+    """The row that meets ``target`` recall@10 at the lowest p50 (None if none does)."""
+    meeting = [r for r in rows if r["recall_at_10"] >= target]
+    return min(meeting, key=lambda r: r["p50_ms"]) if meeting else None
+
+
+def bench_tune(
+    cfg: SuiteConfig, url: str, built: Any, qv: np.ndarray, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Rebuild the version's HNSW index in place with every setting of the grid (same rows,
+    same vectors), sweep ef_search on each through ``ffr.search_fragments``, name the setting
+    that meets ``recall_target`` at the lowest p50, then measure it again beside the default
+    setting (rebuilt last, so the index ends as it was built)."""
+    from ffr_lib.index import IndexConfig
+
+    model = built.stats.embedding_model
+    default = IndexConfig()
+    default_ef = get_ef_search(url, model)
+    ids, matrix = _ids_matrix(built)
+    truth = [[ids[i] for i in t] for t in numpy_search(matrix, qv, 10)[0]]
+    efs = sorted(set(cfg.tune_ef_search) | {default.ef_search})
+    rows: list[dict[str, Any]] = []
+    for vector_type in cfg.tune_vector_types:
+        for m in cfg.tune_m:
+            for efc in cfg.tune_ef_construction:
+                build_s = _rebuild_hnsw(url, model, vector_type, m, efc)
+                setting = {"vector_type": vector_type, "m": m, "ef_construction": efc}
+                base = {
+                    **setting,
+                    "build_s": round(build_s, 1),
+                    "hnsw_index_mib": _index_mib(url, model),
+                }
+                for r in _sweep(url, model, qv, truth, efs):
+                    rows.append({**base, **r})
+                    log(f"    tune {rows[-1]}")
+    chosen = best_setting(rows, cfg.recall_target)
+    is_default = {
+        "vector_type": default.vector_type,
+        "m": default.hnsw_m,
+        "ef_construction": default.ef_construction,
+    }
+    default_rows = [r for r in rows if all(r[k] == v for k, v in is_default.items())]
+    default_best = best_setting(default_rows, cfg.recall_target)
+    # Measured again, same run: the chosen setting, then the default (which stays built).
+    confirm = []
+    finals = [chosen] if chosen and any(chosen[k] != v for k, v in is_default.items()) else []
+    for r in [*finals, {**is_default, "ef_search": (default_best or {}).get("ef_search")}]:
+        efs_again = sorted({r["ef_search"] or default.ef_search, default.ef_search})
+        build_s = _rebuild_hnsw(url, model, r["vector_type"], r["m"], r["ef_construction"])
+        for again in _sweep(url, model, qv, truth, efs_again):
+            confirm.append(
+                {
+                    "vector_type": r["vector_type"],
+                    "m": r["m"],
+                    "ef_construction": r["ef_construction"],
+                    "build_s": round(build_s, 1),
+                    **again,
+                }
+            )
+            log(f"    again {confirm[-1]}")
+    set_ef_search(url, model, default_ef)
+    return {
+        "fragments": len(ids),
+        "queries": len(qv),
+        "recall_target": cfg.recall_target,
+        "grid": rows,
+        "chosen": chosen,
+        "default": {**is_default, "ef_search": default.ef_search},
+        "default_best": default_best,
+        "again": confirm,
+    }
 
 
 def write_results(results: dict[str, Any], out_dir: Path) -> None:
@@ -817,35 +1026,211 @@ def write_results(results: dict[str, Any], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (out_dir / "results.md").write_text(render_markdown(results))
-    if results.get("search"):
-        plot_search(results["search"], out_dir / "search_cost.png")
+    if results.get("search") or results.get("index"):
+        curve = cost_curve(results)
+        (out_dir / "cost_curve.json").write_text(curve.model_dump_json(indent=2))
+        plot_cost_curves(curve, out_dir / "cost_curves.png")
 
 
-def plot_search(rows: list[dict[str, Any]], path: Path) -> None:
+def cost_curve(results: dict[str, Any]) -> Any:
+    """The run's indexing and search cost against corpus size, as the ``fragment_index`` asset
+    reads it (:class:`ffr_lib.index.cost.CostCurve`): one point per index size (end-to-end
+    indexing, search, memory) and per search-only size (real-derived vectors)."""
+    from ffr_lib.index import IndexConfig
+    from ffr_lib.index.cost import CostCurve, CostPoint
+
+    search = {s["fragments"]: s for s in results.get("search", [])}
+    config = results.get("index_config")
+    default = setting_name(IndexConfig.model_validate(config)) if config else None
+    points, loads = [], []
+    for row in results.get("index", []):
+        s = search.pop(row["fragments"], {})
+        loads += [row["load"], s.get("load", row["load"])]
+        points.append(
+            CostPoint(
+                fragments=row["fragments"],
+                vectors="real"
+                if not row["derived"]
+                else f"{row['embedded']:,} real + {row['derived']:,} derived",
+                indexing_fragments_per_s=row["fragments_per_s"],
+                indexing_extrapolated=row["extrapolated"],
+                share_of_fp32_peak=row.get("share_of_fp32_peak"),
+                search_p50_ms=_p50s(s),
+                hnsw_recall_at_10=s.get("hnsw", {}).get("recall_at_10"),
+                hnsw_setting=default if "hnsw" in s else None,
+                peak_rss_mib=row["peak_rss_mib"],
+                postgres_peak_mib=row.get("postgres_peak_mib"),
+                db_mib=row.get("db_mib"),
+            )
+        )
+    for s in search.values():
+        loads.append(s["load"])
+        points.append(
+            CostPoint(
+                fragments=s["fragments"],
+                vectors=s.get("vectors", "real-derived"),
+                search_p50_ms=_p50s(s),
+                hnsw_recall_at_10=s.get("hnsw", {}).get("recall_at_10"),
+                hnsw_setting=s.get("hnsw_setting"),
+                postgres_peak_mib=s.get("hnsw_build_postgres_peak_mib"),
+                db_mib=s.get("db_mib"),
+            )
+        )
+    m = results["machine"]
+    return CostCurve(
+        date=results["date"],
+        machine=f"{m['cpus']} CPUs ({m.get('cpu', 'unknown CPU')}), {m['memory_gib']} GiB",
+        load=f"{min(loads):.1f}-{max(loads):.1f}" if loads else "",
+        command=results.get("command", ""),
+        points=points,
+    )
+
+
+def _p50s(search: dict[str, Any]) -> dict[str, float]:
+    return {k: search[k]["p50_ms"] for k in ("hnsw", "exact_sql", "numpy") if k in search}
+
+
+def plot_cost_curves(curve: Any, path: Path) -> None:
+    """One figure, three panels against corpus size: indexing fragments/s (end to end), search
+    p50 per method, peak memory and size on disk."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    points = sorted(curve.points, key=lambda p: p.fragments)
+    fig, (ax_idx, ax_search, ax_mem) = plt.subplots(1, 3, figsize=(14, 4.2), sharex=True)
+    indexed = [p for p in points if p.indexing_fragments_per_s is not None]
+    if indexed:
+        ax_idx.plot(
+            [p.fragments for p in indexed],
+            [p.indexing_fragments_per_s for p in indexed],
+            marker="o",
+            label="end to end (embed + COPY + HNSW + ANALYZE)",
+        )
+        for p in indexed:
+            if p.indexing_extrapolated:
+                ax_idx.annotate("extrapolated", (p.fragments, p.indexing_fragments_per_s))
+    ax_idx.set_ylim(bottom=0)
+    ax_idx.set_ylabel("fragments per second")
+    ax_idx.set_title("indexing throughput")
     for key, label in (
         ("numpy", "numpy brute force"),
         ("exact_sql", "SQL exact scan"),
-        ("hnsw", "HNSW (search_fragments)"),
+        ("hnsw", "HNSW (default setting)"),
     ):
-        pts = sorted((r["fragments"], r[key]["p50_ms"]) for r in rows if key in r)
+        pts = [(p.fragments, p.search_p50_ms[key]) for p in points if key in p.search_p50_ms]
         if pts:
-            ax.plot(*zip(*pts, strict=False), marker="o", label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("fragments")
-    ax.set_ylabel("p50 latency per query (ms)")
-    ax.set_title("search cost against corpus size (k=10)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+            ax_search.plot(*zip(*pts, strict=True), marker="o", label=label)
+    for p in points:
+        if "hnsw" in p.search_p50_ms and p.hnsw_recall_at_10 is not None:
+            note = f"recall {p.hnsw_recall_at_10:.2f}" + (
+                " (derived)" if p.vectors != "real" else ""
+            )
+            last = p is points[-1]
+            ax_search.annotate(
+                note,
+                (p.fragments, p.search_p50_ms["hnsw"]),
+                xytext=(-4 if last else 4, -6),
+                textcoords="offset points",
+                fontsize=7,
+                va="top",
+                ha="right" if last else "left",
+            )
+    ax_search.set_yscale("log")
+    ax_search.set_ylabel("p50 latency per query, k=10 (ms)")
+    ax_search.set_title("search cost")
+    for attr, label in (
+        ("peak_rss_mib", "indexing process, peak RSS"),
+        ("postgres_peak_mib", "Postgres, peak PSS"),
+        ("db_mib", "database on disk"),
+    ):
+        pts = [(p.fragments, getattr(p, attr)) for p in points if getattr(p, attr)]
+        if pts:
+            ax_mem.plot(*zip(*pts, strict=True), marker="o", label=label)
+    ax_mem.set_yscale("log")
+    ax_mem.set_ylabel("MiB")
+    ax_mem.set_title("memory and size")
+    for ax in (ax_idx, ax_search, ax_mem):
+        ax.set_xscale("log")
+        ax.set_xlabel("fragments")
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"cost against corpus size ({curve.machine}, load {curve.load})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _setting(row: dict[str, Any]) -> str:
+    return f"{row['vector_type']} m{row['m']} efc{row['ef_construction']}"
+
+
+def render_tune(t: dict[str, Any]) -> list[str]:
+    """The HNSW grid: ef_search sweep per setting, the choice, and the same-run re-measure."""
+    target = t["recall_target"]
+
+    def choice(row: dict[str, Any] | None) -> str:
+        if row is None:
+            return f"none meets recall@10 >= {target}"
+        return (
+            f"**{_setting(row)} ef_search {row['ef_search']}**: p50 {row['p50_ms']} ms, "
+            f"p95 {row['p95_ms']} ms, recall@10 {row['recall_at_10']}"
+        )
+
+    d = t["default"]
+    return [
+        f"## HNSW settings at {t['fragments']:,} fragments (same rows, index rebuilt in place; "
+        f"{t['queries']} queries through ffr.search_fragments, recall@10 vs numpy)",
+        "",
+        *markdown_table(
+            [
+                "setting",
+                "build s",
+                "index MiB",
+                "ef_search",
+                "p50 ms",
+                "p95 ms",
+                "recall@10",
+                "load",
+            ],
+            [
+                [
+                    _setting(x),
+                    x["build_s"],
+                    x["hnsw_index_mib"],
+                    x["ef_search"],
+                    x["p50_ms"],
+                    x["p95_ms"],
+                    x["recall_at_10"],
+                    x["load"],
+                ]
+                for x in t["grid"]
+            ],
+        ),
+        "",
+        f"Recall@10 >= {target} at the lowest p50: {choice(t['chosen'])}. The default "
+        f"({_setting(d)} ef_search {d['ef_search']}) at its best: {choice(t['default_best'])}.",
+        "",
+        "Measured again at the end of the grid, same run:",
+        "",
+        *markdown_table(
+            ["setting", "build s", "ef_search", "p50 ms", "p95 ms", "recall@10", "load"],
+            [
+                [
+                    _setting(x),
+                    x["build_s"],
+                    x["ef_search"],
+                    x["p50_ms"],
+                    x["p95_ms"],
+                    x["recall_at_10"],
+                    x["load"],
+                ]
+                for x in t["again"]
+            ],
+        ),
+    ]
 
 
 def render_markdown(r: dict[str, Any]) -> str:
@@ -855,7 +1240,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         f"Date {r['date']}; {m['cpus']} CPUs, {m['memory_gib']} GiB; load average at start "
         f"{', '.join(f'{x:.1f}' for x in r['load_start'])}, at end "
-        f"{', '.join(f'{x:.1f}' for x in r.get('load_end', []))}; suite wall time {r.get('wall_s')} s.",
+        f"{', '.join(f'{x:.1f}' for x in r.get('load_end', []))}; suite wall time "
+        f"{r.get('wall_s')} s. Command: `{r.get('command')}`; environment "
+        f"{r.get('env') or 'default'}.",
     ]
     if "encoder" in r:
         e = r["encoder"]
@@ -889,7 +1276,10 @@ def render_markdown(r: dict[str, Any]) -> str:
                     "COPY+insert s",
                     "HNSW+ANALYZE s",
                     "end to end frag/s",
-                    "peak RSS MiB",
+                    "useful GFLOP/s (share of fp32 peak)",
+                    "peak RSS MiB (Python / Postgres)",
+                    "on disk MiB",
+                    "threads",
                     "load",
                 ],
                 [
@@ -901,7 +1291,10 @@ def render_markdown(r: dict[str, Any]) -> str:
                         x["write_s"],
                         x["hnsw_analyze_s"],
                         f"{x['fragments_per_s']}{' (extrapolated)' if x['extrapolated'] else ''}",
-                        x["peak_rss_mib"],
+                        f"{x.get('useful_gflop_s')} ({x.get('share_of_fp32_peak')})",
+                        f"{x['peak_rss_mib']} / {x.get('postgres_peak_mib')}",
+                        x.get("db_mib"),
+                        x.get("threads"),
                         x["load"],
                     ]
                     for x in r["index"]
@@ -944,26 +1337,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             ),
         ]
     if r.get("tune"):
-        parts += [
-            "",
-            "## HNSW settings (smallest index, same vectors)",
-            "",
-            *markdown_table(
-                ["variant", "build s", "size", "ef_search", "p50 ms", "p95 ms", "recall@10"],
-                [
-                    [
-                        t["variant"],
-                        t["build_s"],
-                        t["index_size"],
-                        t["ef_search"],
-                        t["p50_ms"],
-                        t["p95_ms"],
-                        t["recall_at_10"],
-                    ]
-                    for t in r["tune"]
-                ],
-            ),
-        ]
+        parts += ["", *render_tune(r["tune"])]
     if r.get("ffrs"):
         f = r["ffrs"]
         parts += [
@@ -1016,4 +1390,6 @@ def render_markdown(r: dict[str, Any]) -> str:
                 ],
             ),
         ]
+    if r.get("index") or r.get("search"):
+        parts += ["", "## Cost curve", "", cost_curve(r).markdown(), "", "![](cost_curves.png)"]
     return "\n".join(parts) + "\n"

@@ -94,6 +94,12 @@ def test_index_batches_and_inbox_file_becomes_searchable(
     first = indexed.output_for_node("fragment_index")
     assert first["serving"]["serving"] == first["embedding_model"]
     assert first["stats"]["embedded"] == first["stats"]["fragments"] > 0
+    # The build's point of the cost curve: numbers the UI plots across materializations.
+    metadata = indexed.asset_materializations_for_node("fragment_index")[0].metadata
+    assert metadata["cost/fragments"].value == first["stats"]["fragments"]
+    assert 0.0 <= metadata["cost/search_recall_at_10"].value <= 1.0
+    assert metadata["cost/search_p50_ms"].value > 0 and metadata["cost/peak_rss_mib"].value > 0
+    assert "cost_curve" in metadata  # the benchmarked curve, or the note saying why not
 
     # A new file dropped in the inbox: the sensor accepts it and its job makes it searchable.
     inbox = tmp_path / "inbox"

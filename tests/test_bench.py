@@ -16,6 +16,8 @@ from ffr_lib.settings import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.corpus import derived_vectors, embed_texts, load_corpus  # noqa: E402
+from bench.suite import best_setting  # noqa: E402
+from ffr_lib.index.cost import read_cost_curve  # noqa: E402
 
 
 def test_derived_vectors_are_unit_and_near_their_seeds() -> None:
@@ -53,6 +55,17 @@ def test_corpus_queries_are_held_out_and_cache_round_trips(tmp_path: Path) -> No
     np.testing.assert_array_equal(a, b)
 
 
+def test_best_setting_meets_the_recall_target_at_the_lowest_p50() -> None:
+    rows = [
+        {"m": 16, "ef_search": 40, "p50_ms": 1.0, "recall_at_10": 0.90},
+        {"m": 16, "ef_search": 100, "p50_ms": 2.5, "recall_at_10": 0.96},
+        {"m": 24, "ef_search": 64, "p50_ms": 2.0, "recall_at_10": 0.95},
+        {"m": 32, "ef_search": 200, "p50_ms": 4.0, "recall_at_10": 0.99},
+    ]
+    assert best_setting(rows, 0.95) == rows[2]
+    assert best_setting(rows, 0.999) is None
+
+
 @pytest.mark.slow
 def test_ffr_bench_tiny_run_writes_results(tmp_path: Path, ffr_home: Path, monkeypatch) -> None:
     from ffr_lib.cli import app
@@ -72,6 +85,8 @@ def test_ffr_bench_tiny_run_writes_results(tmp_path: Path, ffr_home: Path, monke
             "150",
             "--large-sizes",
             "600",
+            "--tune-size",
+            "150",
             "--out",
             str(out),
         ],
@@ -91,7 +106,29 @@ def test_ffr_bench_tiny_run_writes_results(tmp_path: Path, ffr_home: Path, monke
     )
     assert 0.0 < small["hnsw"]["recall_at_10"] <= 1.0
     assert "## Search" in (out / "results.md").read_text()
-    assert (out / "search_cost.png").stat().st_size > 1000
+    assert (out / "cost_curves.png").stat().st_size > 1000
+    # The cost curve the fragment_index asset reads: the indexed size and the search-only one.
+    curve, table = read_cost_curve(out / "cost_curve.json")
+    assert curve is not None and [p.fragments for p in curve.points] == [index["fragments"], 600]
+    indexed, search_only = curve.points
+    assert indexed.indexing_fragments_per_s == index["fragments_per_s"]
+    assert indexed.search_p50_ms["hnsw"] == small["hnsw"]["p50_ms"]
+    assert indexed.peak_rss_mib and indexed.postgres_peak_mib and indexed.db_mib
+    assert search_only.indexing_fragments_per_s is None and "search only" in table
+    assert index["share_of_fp32_peak"].endswith("%") and index["useful_gflop_s"] > 0
+    # The HNSW grid: every setting swept, the choice meets the target, the default built last.
+    tune = data["tune"]
+    settings = {(t["vector_type"], t["m"], t["ef_construction"]) for t in tune["grid"]}
+    assert len(settings) == 2 * 3 * 2 and tune["fragments"] == index["fragments"]
+    assert tune["chosen"] is None or tune["chosen"]["recall_at_10"] >= 0.95
+    default = tune["default"]
+    last = tune["again"][-1]
+    assert (last["vector_type"], last["m"], last["ef_construction"]) == (
+        default["vector_type"],
+        default["m"],
+        default["ef_construction"],
+    )
+    assert "## HNSW settings at" in (out / "results.md").read_text()
     # Every encoder variant embedded the texts itself (none came from the encoder's memo).
     variants = data["encoder"]["variants"]
     assert set(variants) == {"fp32", "fp32-1thread", "int8", "int8-1thread", "fp32 (again)"}

@@ -123,12 +123,14 @@ def test_export_is_reused_while_weights_are_unchanged_and_redone_when_they_chang
 ) -> None:
     folder = tmp_path / "fem" / "model"  # a fine-tuned checkpoint: a local folder, retrained
     shutil.copytree(tiny_st, folder)
-    caplog.set_level(logging.WARNING, logger="ffr_lib.models.onnx_runtime")
+    caplog.set_level(logging.INFO, logger="ffr_lib.models.onnx_runtime")
     first = TextEncoder(str(folder), runtime="onnx")
     assert first.onnx is not None
     path = first.onnx.path
     assert path == export_folder("model", first.fingerprint) / MODEL_FILE
-    assert "exporting it once" in caplog.text  # the lazy export says so
+    assert "exporting it once" in caplog.text  # the lazy export says so...
+    exports = [r for r in caplog.records if "export" in r.getMessage()]
+    assert exports and all(r.levelno == logging.INFO for r in exports)  # ...as expected: INFO
     stamp = path.stat().st_mtime_ns
     before = first.encode(TEXTS, memo=False)
     caplog.clear()

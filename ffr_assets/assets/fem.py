@@ -140,6 +140,8 @@ class IndexAssetConfig(Config):
     recall_sample: int = from_library(
         IndexStageConfig, "recall_sample", "queries used by the HNSW recall check"
     )
+    cost_sample: int = from_library(IndexStageConfig, "cost_sample")
+    cost_curve_path: str | None = from_library(IndexStageConfig, "cost_curve_path")
 
 
 INDEX_CHECKS = ("no_duplicates", "coverage", "hnsw_recall", "explain_uses_index")
@@ -171,7 +173,11 @@ def fragment_index(
         database.resolved_url(),
         context.partition_key,
         fem_checkpoint["serving_model"],
-        IndexStageConfig(recall_sample=config.recall_sample),
+        IndexStageConfig(
+            recall_sample=config.recall_sample,
+            cost_sample=config.cost_sample,
+            cost_curve_path=config.cost_curve_path,
+        ),
     )
     stats = summary["stats"]
     context.log.info(
@@ -179,7 +185,7 @@ def fragment_index(
         f"{stats['inserted']} inserted; serving {summary['serving']}"
     )
     yield Output(
-        {k: v for k, v in summary.items() if k != "checks"},
+        {k: v for k, v in summary.items() if k not in ("checks", "cost_curve")},
         metadata={
             "embedding_model": summary["embedding_model"],
             "dialogues": summary["dialogues"],
@@ -189,6 +195,10 @@ def fragment_index(
             "unchanged": stats["unchanged"],
             "fragments_per_second": summary["fragments_per_second"],
             "serving": MetadataValue.json(summary["serving"]),
+            # This build's point of the cost curve (numbers: the UI plots them across runs)
+            # beside the benchmarked curve (`make bench`).
+            **{f"cost/{name}": value for name, value in summary["cost"].items()},
+            "cost_curve": MetadataValue.md(summary["cost_curve"]),
         },
     )
     for name in INDEX_CHECKS:

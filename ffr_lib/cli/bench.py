@@ -2,9 +2,11 @@
 benchmark suite of issue 9 (``bench/suite.py`` in the repository; ``make bench`` runs it).
 
 Each run builds its own throw-away embedded Postgres (port ``FFR_PG_PORT`` when set, else a free
-one), measures every figure beside its baseline and writes ``results.json``, ``results.md`` and
-``search_cost.png`` to ``--out`` (default ``bench/results/latest``). Default suite: ~30-50 min on
-2 shared cores; ``--quick``: a few minutes. Benchmarks never assert timings.
+one), measures every figure beside its baseline and writes ``results.json``, ``results.md``,
+``cost_curve.json`` and ``cost_curves.png`` to ``--out`` (default ``bench/results/latest``).
+Default suite (every fragment embedded, the HNSW grid at 100k): about 1.5 hours on 2 quiet cores
+the first time, less once the vectors are cached; ``--quick``: a few minutes. Benchmarks never
+assert timings.
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ def bench(
         None, "--large-sizes", help="search-only sizes with derived vectors (default 1M; '' = none)"
     ),
     embed_limit: int | None = typer.Option(
-        None, "--embed-limit", help="fragments embedded per build; the rest get derived vectors"
+        None,
+        "--embed-limit",
+        help="fragments embedded per build (default all); the rest get derived vectors",
+    ),
+    reembed: bool = typer.Option(
+        False, "--reembed", help="embed at every size even when cached (times each size)"
     ),
     encoder_sample: int | None = typer.Option(
         None, "--encoder-sample", help="fragments embedded per encoder variant (default 1000)"
@@ -49,7 +56,12 @@ def bench(
     torch_threads: int | None = typer.Option(
         None, "--torch-threads", help="torch threads for FFRS and training (default torch's)"
     ),
-    no_tune: bool = typer.Option(False, "--no-tune", help="skip the HNSW settings rebuilds"),
+    no_tune: bool = typer.Option(False, "--no-tune", help="skip the HNSW settings grid"),
+    tune_size: str | None = typer.Option(
+        None,
+        "--tune-size",
+        help="index size the HNSW grid runs on, one of --sizes (default the largest)",
+    ),
     hnsw_large: bool = typer.Option(
         False, "--hnsw-large", help="also build HNSW at the large sizes (slow: tens of minutes)"
     ),
@@ -69,6 +81,7 @@ def bench(
         "index_sizes": _ints(sizes),
         "large_sizes": _ints(large_sizes),
         "embed_limit": embed_limit,
+        "tune_size": (_ints(tune_size) or [None])[0],
         "encoder_sample": encoder_sample,
         "ffrs_queries": ffrs_queries,
         "training_steps": training_steps,
@@ -81,10 +94,14 @@ def bench(
             typer.secho(f"unknown sections {sorted(unknown)}; known: {SECTIONS}", err=True)
             raise typer.Exit(code=2)
         overrides["sections"] = sections.split(",")
+    if tune_size:
+        overrides["tune"] = True  # asked for by size, also with --quick
     if no_tune:
         overrides["tune"] = False
     if hnsw_large:
         overrides["hnsw_large"] = True
+    if reembed:
+        overrides["reembed"] = True
     overrides = {k: v for k, v in overrides.items() if v is not None}
     config = SuiteConfig.quick(**overrides) if quick else SuiteConfig(**overrides)
     results = run_suite(config, log=lambda line: typer.echo(line, err=True))

@@ -22,6 +22,7 @@ from ffr_lib.index.checks import (
     check_hnsw_recall,
     check_no_duplicates,
 )
+from ffr_lib.index.cost import measure_index_point, read_cost_curve
 from ffr_lib.index.writer import IndexConfig, activate_version, index_rows, serving_version
 from ffr_lib.models.encoder import TextEncoder
 from ffr_lib.segment.fragments import Fragment
@@ -33,6 +34,17 @@ class IndexStageConfig(BaseModel):
     text: FragmentTextConfig = Field(default_factory=FragmentTextConfig)
     index: IndexConfig = Field(default_factory=lambda: IndexConfig(activate="never"))
     recall_sample: int = Field(50, ge=1, description="batch queries used for the recall check")
+    cost_sample: int = Field(
+        20,
+        ge=0,
+        description="fragments of the version whose vectors serve as queries for the measured "
+        "search p50 and recall@10 against exact search (0 = no search figures)",
+    )
+    cost_curve_path: str | None = Field(
+        "bench/results/2026-12-07-cost-curves/cost_curve.json",
+        description="the benchmarked cost curve (`make bench` writes cost_curve.json) shown in "
+        "the metadata; relative to the repository root; empty = none",
+    )
 
 
 def _covered_dialogues(db: Any, model: str) -> set[str]:
@@ -59,7 +71,9 @@ def flip_when_complete(url: str | None, model: str) -> dict[str, Any]:
 
 
 def run_index(url: str | None, batch: str, fem_model: str, config: IndexStageConfig) -> dict:
-    """Index one dialogue batch's fragments (the `fragment_index` asset, one partition)."""
+    """Index one dialogue batch's fragments (the `fragment_index` asset, one partition); with
+    the benchmarked cost curve of ``config.cost_curve_path`` as markdown (or why there is
+    none)."""
     fragments = read_fragments(fragments_path(batch))
     ids = batch_dialogue_ids(url, batch)
     dialogues = load_dialogues(ids, url=url)
@@ -67,6 +81,7 @@ def run_index(url: str | None, batch: str, fem_model: str, config: IndexStageCon
     return {
         "batch": batch,
         **index_fragments(url, dialogues, fragments, fem_model, config, queries),
+        "cost_curve": read_cost_curve(config.cost_curve_path)[1],
     }
 
 
@@ -81,7 +96,9 @@ def index_fragments(
     """Embed the ``fragments`` of stored ``dialogues`` with ``fem`` (a model spec or a loaded
     encoder) through the configured fragment text and image encoders, write them, flip serving
     when the version is complete, and run the index checks (``queries`` sample the recall and
-    EXPLAIN checks). Dialogues without fragments are left out."""
+    EXPLAIN checks) and measure the version's point of the cost curve
+    (:func:`~ffr_lib.index.cost.measure_index_point`). Dialogues without fragments are left
+    out."""
     by_dialogue: dict[str, list] = {}
     for fragment in fragments:
         by_dialogue.setdefault(fragment.dialogue_id, []).append(fragment)
@@ -110,5 +127,7 @@ def index_fragments(
         if stats.seconds_total
         else 0.0,
         "serving": serving,
+        # This build's point of the cost curve (numbers a dashboard plots across builds).
+        "cost": measure_index_point(model, sample=config.cost_sample, url=url),
         "checks": {name: {"passed": ok, **details} for name, (ok, details) in checks.items()},
     }

@@ -258,7 +258,8 @@ def ensure_export(
                 f"the ONNX export {path} is missing and this process may not write it: "
                 f"run `ffr models prepare {source}` where {onnx_root()} is writable"
             )
-        log.warning(
+        # Expected on the first use of a new checkpoint (a freshly trained FEM): INFO, not WARNING.
+        log.info(
             "no ONNX export of %s@%s yet: exporting it once to %s (a few seconds to a minute; "
             "`ffr models prepare` does it ahead of time)",
             label,
@@ -280,7 +281,7 @@ def ensure_export(
                 f"the ONNX export {path} is missing and cannot be written ({err}): run "
                 f"`ffr models prepare {source}` where {onnx_root()} is writable"
             ) from err
-        log.warning("ONNX export of %s done in %.1f s", label, time.perf_counter() - started)
+        log.info("ONNX export of %s done in %.1f s", label, time.perf_counter() - started)
     reason = _unusable(folder)
     if reason:
         raise OnnxUnsupported(reason)
