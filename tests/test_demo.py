@@ -17,9 +17,12 @@ def test_run_config_sizes_the_demo() -> None:
     ops = run_config(_parse([]))["ops"]
     assert ops["evaluation_report"]["config"]["limit"] > 0
     assert ops["fem_checkpoint"]["config"]["max_pairs"] > 0
-    # The FEM trains and is gated on a small QMSum share (every turn of a meeting is embedded).
+    # The FEM trains on a small QMSum share (every turn of a meeting is embedded).
     fem = ops["fem_checkpoint"]["config"]
-    assert 0 < fem["qmsum_train_meetings"] <= 10 and 0 < fem["qmsum_val_meetings"] <= 10
+    assert 0 < fem["qmsum_train_meetings"] <= 10
+    # The gate judges on every QMSum val meeting (the library default): 5 let a FEM that loses
+    # on real data serve.
+    assert "qmsum_val_meetings" not in fem
     evaluation = ops["evaluation_report"]["config"]
     # F2RVLM reads a few of the evaluated queries; every other system scores them all.
     assert 0 < evaluation["reader_limit"] < evaluation["limit"]
