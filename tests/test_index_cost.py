@@ -40,6 +40,11 @@ def test_measured_point_of_a_build(db_url: str, synthetic_dataset: Callable[...,
     )
     # No search figures on request, and none for a version without rows.
     assert "search_p50_ms" not in measure_index_point(stats.embedding_model, sample=0, url=db_url)
+    # A recall check already run on the version is the point's search figures (not run again).
+    check = {"n_queries": 3, "hnsw_ms_p50": 1.5, "exact_ms_p50": 9.0, "recall": 0.9}
+    reused = measure_index_point(stats.embedding_model, url=db_url, measured=check)
+    assert (reused["search_queries"], reused["search_p50_ms"]) == (3, 1.5)
+    assert (reused["exact_p50_ms"], reused["search_recall_at_10"]) == (9.0, 0.9)
     empty = measure_index_point("no-such@version", url=db_url)
     assert empty["fragments"] == 0 and "search_p50_ms" not in empty
 

@@ -53,14 +53,21 @@ def _sample_vectors(db: Any, model: str, sample: int) -> list[np.ndarray]:
 
 
 def measure_index_point(
-    embedding_model: str, *, sample: int = 20, k: int = 10, url: str | None = None
+    embedding_model: str,
+    *,
+    sample: int = 20,
+    k: int = 10,
+    url: str | None = None,
+    measured: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """One point of the cost curve, measured on the version as it stands: ``fragments`` (all of
     the version's rows), ``hnsw_index_mib``, ``peak_rss_mib`` (this process), and over
     ``sample`` of its fragments' vectors as queries ``search_p50_ms`` (the HNSW query
     ``ffr.search_fragments`` runs, at the version's ef_search), ``exact_p50_ms`` and
     ``search_recall_at_10`` (HNSW against exact search, :func:`check_hnsw_recall`). Numbers
-    only; no search figures when ``sample`` is 0 or the version is empty."""
+    only; no search figures when ``sample`` is 0 or the version is empty. ``measured``: the
+    details of a :func:`check_hnsw_recall` already run on this version (the index stage's
+    recall check), used instead of measuring again: each exact query scans the whole version."""
     with connect(url) as db:
         fragments = db.execute(
             "SELECT count(*) FROM ffr.fragments WHERE embedding_model = %s", (embedding_model,)
@@ -69,15 +76,18 @@ def measure_index_point(
             "SELECT coalesce(pg_relation_size(to_regclass('ffr.' || %s)), 0)",
             (index_name(embedding_model),),
         ).fetchone()[0]
-        vectors = _sample_vectors(db, embedding_model, sample) if sample > 0 else []
+        wanted = sample > 0 and measured is None
+        vectors = _sample_vectors(db, embedding_model, sample) if wanted else []
         db.rollback()
     point: dict[str, float] = {
         "fragments": int(fragments),
         "hnsw_index_mib": round(size / 2**20, 1),
         "peak_rss_mib": peak_rss_mib(),
     }
+    details = measured
     if vectors:
         _, details = check_hnsw_recall(vectors, k, embedding_model=embedding_model, url=url)
+    if details and "n_queries" in details:
         point.update(
             search_queries=details["n_queries"],
             search_p50_ms=details["hnsw_ms_p50"],
