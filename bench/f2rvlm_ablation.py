@@ -24,7 +24,11 @@ seconds per step. Nothing is reimplemented: training and scoring are the library
     .venv/bin/python bench/f2rvlm_ablation.py --queries 8 --sft-examples 8 \\
         --curriculum-examples 8 --grpo-steps 1 --out /tmp/f2r/ablation-tiny  # proves the path
 
-Results: ``<out>/results.json`` (every figure, rewritten after each arm) and ``<out>/table.md``.
+Results: ``<out>/results.json`` (every figure, rewritten after each arm), ``<out>/table.md`` and
+each arm's per-query predictions (``<out>/samples/<shape>__<arm>.json``, for the paired intervals).
+On this 2-core machine the 200-query run takes about two hours; ``--resume`` continues a run that
+was stopped: arms already evaluated are read back, a trained SFT adapter is reused, and the
+settings must match the stopped run's (same queries, same profiles and sizes).
 """
 
 from __future__ import annotations
@@ -123,6 +127,48 @@ def samples_of(run: SystemRun, corpus: Corpus) -> list[SetSample]:
     ]
 
 
+#: SetSample's fields, as written to <out>/samples.
+FIELDS = ("pred_utt", "pred_img", "gold_utt", "gold_img", "n_utterances", "n_images")
+
+
+def samples_path(out: Path, key: str) -> Path:
+    return out / "samples" / (key.replace("/", "__") + ".json")
+
+
+def write_samples(out: Path, key: str, samples: list[SetSample]) -> None:
+    path = samples_path(out, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {f: list(v) if isinstance(v := getattr(s, f), (list, tuple)) else v for f in FIELDS}
+        for s in samples
+    ]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows))
+    tmp.replace(path)  # a stop mid-write leaves the previous file, never half of one
+
+
+def read_samples(out: Path, key: str) -> list[SetSample] | None:
+    path = samples_path(out, key)
+    if not path.exists():
+        return None
+    return [SetSample(**row) for row in json.loads(path.read_text())]
+
+
+#: Arguments that must match for --resume to continue a run (the rest only steer the process).
+RUN_IDENTITY = (
+    "queries",
+    "windowed_profile",
+    "whole_profile",
+    "backbone",
+    "sft_examples",
+    "curriculum_examples",
+    "grpo_steps",
+    "fragment_weight",
+    "no_dynamic_sampling",
+    "resamples",
+)
+
+
 KEEP = (
     "f1",
     "f1_ci_low",
@@ -156,9 +202,12 @@ def run_shape(
     args: argparse.Namespace,
     data: tuple[Any, Any, list[Any], Corpus],
     save: Callable[[str, dict[str, Any]], None],
+    results: dict[str, Any],
 ) -> dict[str, list[SetSample]]:
-    """Train and evaluate every requested arm of one shape; returns each arm's samples."""
+    """Train and evaluate every requested arm of one shape; returns each arm's samples. With
+    ``--resume``, an arm whose figures and samples are on disk is read back, not run again."""
     train, _val, queries, corpus = data
+    out = Path(args.out)
     profile = shape_profile(
         args.windowed_profile if shape == "windowed" else args.whole_profile, args
     )
@@ -167,43 +216,61 @@ def run_shape(
     arms = [a for a in ARMS if a in args.arms]
     samples: dict[str, list[SetSample]] = {}
 
+    def done(arm: str) -> bool:
+        key = f"{shape}/{arm}"
+        kept = read_samples(out, key) if args.resume and "f1" in results.get(key, {}) else None
+        if kept is not None and len(kept) == len(queries):
+            samples[arm] = kept
+            print(f"== {key}: resumed (F1 {results[key]['f1']})", flush=True)
+            return True
+        return False
+
     def evaluated(arm: str, retriever: F2RVLMRetriever, extra: dict[str, Any]) -> None:
         with Clock() as clock:
             run = evaluate_arm(retriever, f"{shape}/{arm}", queries, corpus)
         samples[arm] = samples_of(run, corpus)
+        write_samples(out, f"{shape}/{arm}", samples[arm])
         result = figures(run, corpus, args.resamples)
         result.update(extra)
         result["eval_seconds"], result["eval_cpu_seconds"] = clock.wall, clock.cpu
         result["eval_seconds_per_query"] = round(clock.wall / max(1, len(queries)), 2)
         save(f"{shape}/{arm}", result)
 
-    if "zero-shot" in arms:
+    if "zero-shot" in arms and not done("zero-shot"):
         evaluated("zero-shot", F2RVLMRetriever.from_base(profile, embed=embed), {})
         gc.collect()
-    if not set(arms) - {"zero-shot"}:
+    trained = [a for a in arms if a != "zero-shot" and not done(a)]
+    if not trained:
         return samples
-    with Clock() as clock:
-        records = build_records(train, profile, profile.sft.max_examples, profile.seed)
-        sft = train_sft(profile, records, folder / "sft", track=False)
-    sft_info = {
-        "profile": profile.name,
-        "prompt_shape": profile.prompt_shape,
-        "sft_records": len(records[: profile.sft.max_examples or len(records)]),
-        "sft_queries": len({r["query_id"] for r in records[: profile.sft.max_examples]}),
-        "sft_train_loss": round(sft.metrics["sft_train_loss"], 4),
-        "sft_seconds": clock.wall,
-        "sft_cpu_seconds": clock.cpu,
-    }
-    if "sft" in arms:
-        evaluated("sft", F2RVLMRetriever.from_adapter(sft.adapter_dir, embed=embed), sft_info)
+    sft_key, sft_dir = f"{shape}/sft-train", folder / "sft" / "adapter"
+    if args.resume and sft_key in results and (sft_dir / "adapter_config.json").exists():
+        sft_info = results[sft_key]
+        print(f"== {sft_key}: resumed ({sft_dir})", flush=True)
+    else:
+        with Clock() as clock:
+            records = build_records(train, profile, profile.sft.max_examples, profile.seed)
+            sft = train_sft(profile, records, folder / "sft", track=False)
+        sft_dir = sft.adapter_dir
+        sft_info = {
+            "profile": profile.name,
+            "prompt_shape": profile.prompt_shape,
+            "sft_records": len(records[: profile.sft.max_examples or len(records)]),
+            "sft_queries": len({r["query_id"] for r in records[: profile.sft.max_examples]}),
+            "sft_train_loss": round(sft.metrics["sft_train_loss"], 4),
+            "sft_seconds": clock.wall,
+            "sft_cpu_seconds": clock.cpu,
+        }
+        save(sft_key, sft_info)
+    if "sft" in trained:
+        evaluated("sft", F2RVLMRetriever.from_adapter(sft_dir, embed=embed), sft_info)
         gc.collect()
-    grpo_arms = [a for a in arms if a in GRPO_ARMS]
+    grpo_arms = [a for a in trained if a in GRPO_ARMS]
     if not grpo_arms:
         return samples
     with Clock() as clock:
         pool = build_records(train, profile, profile.curriculum.max_examples, profile.seed + 1)
         scores = (
-            score_records(sft.adapter_dir, pool, profile)
+            score_records(sft_dir, pool, profile)
             if any(a != "grpo-no-curriculum" for a in grpo_arms)
             else None
         )
@@ -219,7 +286,7 @@ def run_shape(
                 grpo = train_grpo(
                     arm_settings,
                     pool,
-                    sft.adapter_dir,
+                    sft_dir,
                     folder / arm,
                     scores=scores if arm_settings.curriculum.enabled else None,
                     track=False,
@@ -317,6 +384,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = its default)")
     ap.add_argument("--out", default="/tmp/f2r/ablation")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the stopped run in --out: evaluated arms are read back, the SFT adapter "
+        "reused (same settings required)",
+    )
     args = ap.parse_args(argv)
     args.arms = [a for a in args.arms.split(",") if a]
     unknown = set(args.arms) - set(ARMS)
@@ -333,6 +406,12 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"args": {k: v for k, v in vars(args).items()}}
+    if args.resume and (out / "results.json").exists():
+        stopped = json.loads((out / "results.json").read_text())
+        changed = [k for k in RUN_IDENTITY if stopped.get("args", {}).get(k) != results["args"][k]]
+        if changed:
+            ap.error(f"--resume: {out}/results.json was run with other {', '.join(changed)}")
+        results = {**stopped, "args": results["args"]}
 
     def save(key: str, value: dict[str, Any]) -> None:
         results[key] = value
@@ -349,21 +428,18 @@ def main(argv: list[str] | None = None) -> None:
 
     samples: dict[str, dict[str, list[SetSample]]] = {}
     for shape in shapes:
-        samples[shape] = run_shape(shape, args, (train, val, queries, corpus), save)
+        samples[shape] = run_shape(shape, args, (train, val, queries, corpus), save, results)
         for arm, mine in samples[shape].items():
             key = f"{shape}/{arm}"
             results[key]["vs_prior"] = difference(mine, prior_samples, args.resamples)
             if arm in GRPO_ARMS and "sft" in samples[shape]:
                 results[key]["vs_sft"] = difference(mine, samples[shape]["sft"], args.resamples)
             save(key, results[key])
-    if len(shapes) == 2:  # whole vs windowed, arm by arm, on the same queries
+    if len(shapes) == 2:  # whole minus windowed, arm by arm, on the same queries
         for arm in ARMS:
-            a, b = samples[shapes[1]].get(arm), samples[shapes[0]].get(arm)
+            a, b = samples["whole"].get(arm), samples["windowed"].get(arm)
             if a and b:
-                save(
-                    f"{shapes[1]}-vs-{shapes[0]}/{arm}",
-                    difference(a, b, args.resamples) or {},
-                )
+                save(f"whole-vs-windowed/{arm}", difference(a, b, args.resamples) or {})
     lines = table(results, shapes)
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
