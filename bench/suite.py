@@ -367,16 +367,10 @@ def _hnsw(
 
 
 def _index_mib(url: str, model: str) -> float:
-    """Size of the version's HNSW index over its fragments, MiB."""
-    from ffr_lib.db import connect
+    """Size of the version's HNSW index over its fragments, MiB (the index stage's own measure)."""
+    from ffr_lib.index.cost import measure_index_point
 
-    with connect(url) as db:
-        size = db.execute(
-            "SELECT pg_relation_size(('ffr.' || index_name)::regclass) "
-            "FROM ffr.fem_versions WHERE embedding_model = %s",
-            (model,),
-        ).fetchone()[0]
-    return round(size / 2**20, 1)
+    return measure_index_point(model, sample=0, url=url)["hnsw_index_mib"]
 
 
 def _db_mib(url: str) -> float:

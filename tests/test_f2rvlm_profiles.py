@@ -26,6 +26,17 @@ def test_shapes_of_the_named_profiles() -> None:
         assert F2RVLMProfile.model_validate(profile.model_dump()) == profile
 
 
+def test_gpu_profile_trains_on_every_query_with_the_papers_rewards_on_a_gpu_node() -> None:
+    from ffr_assets import execution
+
+    gpu = get_profile("gpu")
+    assert (gpu.prompt_shape, gpu.device, gpu.sft.max_examples) == ("whole", "auto", None)
+    assert gpu.grpo.reward_weights.fragment > 0 and gpu.curriculum.enabled
+    # Its whole prompts fit SFT's length with the answer (the check every whole profile passes).
+    assert gpu.sft.max_length > gpu.max_prompt_tokens + gpu.max_new_tokens
+    assert execution.training_step("gpu") is execution.GPU_STEP
+
+
 def test_profile_field_validation() -> None:
     with pytest.raises(ValidationError, match="prompt_shape"):
         get_profile("cpu-small-whole", prompt_shape="sliding")

@@ -2,8 +2,8 @@
 GRPO and inference need. ``paper`` holds the paper's hyper-parameters (Qwen2-VL on GPUs);
 ``cpu-small`` is sized so that the whole demo, training included, finishes within 30 minutes on 2
 CPU cores (12-turn windows); ``cpu-small-whole`` is its whole-dialogue arm of the prompt-shape
-ablation (``bench/f2rvlm_ablation.py``, issue 16); ``cpu-full`` runs for hours; ``tiny`` is for
-unit tests.
+ablation (``bench/f2rvlm_ablation.py``, issue 16); ``cpu-full`` runs for hours; ``gpu`` is sized
+for one lent accelerator; ``tiny`` is for unit tests.
 
 Prompt shape (issue 16, ``prompt_shape``): the paper reads the whole dialogue. ``whole`` gives one
 prompt per dialogue whenever its lines fit ``max_prompt_tokens`` (MLDR's 20-34 turns are 510-850
@@ -309,6 +309,36 @@ PROFILES: dict[str, F2RVLMProfile] = {
         ),
         max_new_tokens=32,
         device="cpu",
+    ),
+    # One lent accelerator (an H100 / H200, issue 16): SmolLM2 on every MLDR train query, whole
+    # dialogues, the paper's rewards (R_Fragment included) and a real GRPO run. Sized from the
+    # H200 measurements of 2026-11-26 (SFT 0.19 s per record at batch 1, GRPO ~1 s per step of
+    # 4 completions) to about 10 minutes of device time; not yet measured at this size.
+    "gpu": F2RVLMProfile(
+        name="gpu",
+        prompt_shape="whole",
+        max_prompt_tokens=1536,
+        window_utterances=100,
+        window_overlap=10,
+        hints=HintSettings(method="overlap"),
+        sft=SFTSettings(
+            max_examples=None,
+            epochs=1,
+            learning_rate=2e-4,
+            batch_size=8,
+            max_length=2048,
+            logging_steps=50,
+        ),
+        curriculum=CurriculumSettings(max_examples=512),
+        grpo=GRPOSettings(
+            num_generations=8,
+            prompts_per_step=4,
+            max_steps=120,
+            learning_rate=5e-6,
+            max_completion_length=48,
+        ),
+        max_new_tokens=48,
+        device="auto",
     ),
     # Unit tests: tiny config-built models, a couple of steps; whole dialogues, windows of 8
     # utterances for a dialogue over 384 tokens.
