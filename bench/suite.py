@@ -99,6 +99,18 @@ class SuiteConfig(BaseModel):
     ffrs_k: list[int] = Field(default_factory=lambda: [5, 10, 20])
     ffrs_queries: int = Field(5, description="queries per K")
     ffrs_profile: str = "cpu-small"
+    ffrs_adapter: Path | None = Field(
+        None,
+        description="a trained F2RVLM adapter for the FFRS section (None = the untrained "
+        "backbone of ffrs_profile, which writes to its token budget; a trained one stops after "
+        "its answer)",
+    )
+    ffrs_read_top: int | None = Field(
+        None,
+        ge=1,
+        description="FFRSConfig.read_top in the FFRS section: F2RVLM reads the best N of the K "
+        "recalled fragments (None = all K)",
+    )
     training_steps: int = Field(2, description="SFT and GRPO steps timed")
     torch_threads: int | None = Field(
         None,
@@ -585,12 +597,17 @@ def bench_ffrs(
 
     out: dict[str, Any] = {
         "profile": cfg.ffrs_profile,
-        "model": "untrained backbone",
+        "model": str(cfg.ffrs_adapter) if cfg.ffrs_adapter else "untrained backbone",
+        "read_top": cfg.ffrs_read_top,
         "torch_threads": torch.get_num_threads(),
     }
     with PeakRSS() as rss:
         t0 = time.perf_counter()
-        retriever = F2RVLMRetriever.from_base(get_profile(cfg.ffrs_profile))
+        if cfg.ffrs_adapter:
+            retriever = F2RVLMRetriever.from_adapter(cfg.ffrs_adapter)
+            out["profile"] = retriever.profile.name
+        else:
+            retriever = F2RVLMRetriever.from_base(get_profile(cfg.ffrs_profile))
         out["load_s"] = round(time.perf_counter() - t0, 2)
         out["backbone"] = retriever.backbone.source
         dialogues = {d.id: d for d in built.corpus.dialogues}
@@ -602,7 +619,7 @@ def bench_ffrs(
         warm.query(queries[0])
         for k in cfg.ffrs_k:
             pipe = FFRSPipeline(
-                FFRSConfig(k=k, batch_size=max(cfg.ffrs_k)),
+                FFRSConfig(k=k, batch_size=max(cfg.ffrs_k), read_top=cfg.ffrs_read_top),
                 reader,
                 encoder=encoder,
                 url=url,
@@ -634,7 +651,11 @@ def bench_ffrs(
             ("K=10 one prompt per batch", FragmentReader(retriever, 1, share_prefix=False)),
         ):
             pipe = FFRSPipeline(
-                FFRSConfig(k=10), variant, encoder=encoder, url=url, dialogues=dialogues
+                FFRSConfig(k=10, read_top=cfg.ffrs_read_top),
+                variant,
+                encoder=encoder,
+                url=url,
+                dialogues=dialogues,
             )
             totals, f2r = [], []
             for q in queries:
@@ -653,7 +674,7 @@ def bench_ffrs(
         out["per_k"] = per_k
         out["profile_k10"] = profile_query(
             FFRSPipeline(
-                FFRSConfig(k=10, batch_size=max(cfg.ffrs_k)),
+                FFRSConfig(k=10, batch_size=max(cfg.ffrs_k), read_top=cfg.ffrs_read_top),
                 reader,
                 encoder=encoder,
                 url=url,

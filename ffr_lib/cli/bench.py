@@ -52,6 +52,14 @@ def bench(
         None, "--encoder-sample", help="fragments embedded per encoder variant (default 1000)"
     ),
     ffrs_queries: int | None = typer.Option(None, "--ffrs-queries", help="queries per K"),
+    ffrs_adapter: Path | None = typer.Option(
+        None,
+        "--ffrs-adapter",
+        help="a trained F2RVLM adapter for the FFRS section (default: the untrained backbone)",
+    ),
+    ffrs_read_top: int | None = typer.Option(
+        None, "--ffrs-read-top", help="F2RVLM reads the best N of the K fragments (default all)"
+    ),
     training_steps: int | None = typer.Option(None, "--training-steps", help="SFT/GRPO steps"),
     torch_threads: int | None = typer.Option(
         None, "--torch-threads", help="torch threads for FFRS and training (default torch's)"
@@ -84,6 +92,8 @@ def bench(
         "tune_size": (_ints(tune_size) or [None])[0],
         "encoder_sample": encoder_sample,
         "ffrs_queries": ffrs_queries,
+        "ffrs_adapter": ffrs_adapter,
+        "ffrs_read_top": ffrs_read_top,
         "training_steps": training_steps,
         "torch_threads": torch_threads,
         "out_dir": out,
