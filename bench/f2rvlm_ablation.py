@@ -14,7 +14,8 @@ Arms, per shape (``--shapes``; ``windowed`` = profile ``cpu-small``, ``whole`` =
 
 Every GRPO arm starts from the shape's SFT adapter; the curriculum arms share one scoring pass.
 Each model answers the same ``--queries`` val queries (single-dialogue mode, spread over the
-split as the evaluation harness spreads them) beside the position prior, and is scored by the
+split as the evaluation harness spreads them) beside the position prior and ``whole-dialogue``
+(every utterance and image: what answering with everything scores), and is scored by the
 harness (micro joint F1 with its 95% bootstrap interval, malformed and recovered answer rates);
 the table adds paired bootstrap differences (GRPO arms vs SFT, whole vs windowed per arm, every
 arm vs the position prior), GRPO's mean reward and KL from the trainer logs, and wall / CPU
@@ -68,6 +69,8 @@ ARMS = ("zero-shot", "sft", "grpo", "grpo-no-curriculum", "grpo-no-fragment")
 GRPO_ARMS = ARMS[2:]
 SHAPE_PROFILES = {"windowed": "cpu-small", "whole": "cpu-small-whole"}
 PRIOR = "position-prior"
+#: The reference every arm must clear: answering with every utterance and image.
+EVERYTHING = "whole-dialogue"
 
 
 def shape_profile(name: str, args: argparse.Namespace) -> F2RVLMProfile:
@@ -316,6 +319,7 @@ def table(results: dict[str, Any], shapes: list[str]) -> list[str]:
         "malformed",
         "vs SFT [95% CI]",
         "vs prior [95% CI]",
+        "vs whole-dialogue [95% CI]",
         "GRPO reward / KL",
         "SFT or GRPO s (CPU s)",
         "eval s/query",
@@ -325,20 +329,21 @@ def table(results: dict[str, Any], shapes: list[str]) -> list[str]:
         return f"{d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "–"
 
     rows = []
-    prior = results.get(PRIOR, {})
-    if prior:
-        rows.append(
-            [PRIOR, f"{prior['f1']:.3f} [{prior['f1_ci_low']:.3f}, {prior['f1_ci_high']:.3f}]"]
-            + [f"{prior.get('utt_f1', 0):.3f} / {prior.get('img_f1', 0):.3f}"]
-            + ["–"] * 6
-        )
+    for name in (PRIOR, EVERYTHING):
+        ref = results.get(name, {})
+        if ref:
+            rows.append(
+                [name, f"{ref['f1']:.3f} [{ref['f1_ci_low']:.3f}, {ref['f1_ci_high']:.3f}]"]
+                + [f"{ref.get('utt_f1', 0):.3f} / {ref.get('img_f1', 0):.3f}"]
+                + ["–"] * 7
+            )
     for shape in shapes:
         for arm in ARMS:
             r = results.get(f"{shape}/{arm}")
             if not r:
                 continue
             if "error" in r:
-                rows.append([f"{shape} / {arm}", f"error: {r['error']}"] + [""] * 7)
+                rows.append([f"{shape} / {arm}", f"error: {r['error']}"] + [""] * 8)
                 continue
             train_s = r.get("grpo_step_seconds", r.get("sft_seconds"))
             train_cpu = r.get("grpo_step_cpu_seconds", r.get("sft_cpu_seconds"))
@@ -350,6 +355,7 @@ def table(results: dict[str, Any], shapes: list[str]) -> list[str]:
                     f"{r.get('malformed_rate', float('nan')):.3f}",
                     diff(r.get("vs_sft")),
                     diff(r.get("vs_prior")),
+                    diff(r.get("vs_whole_dialogue")),
                     (
                         f"{r['grpo_reward_mean']:.3f} / {r.get('grpo_kl_mean', float('nan')):.1e}"
                         if "grpo_reward_mean" in r
@@ -425,6 +431,10 @@ def main(argv: list[str] | None = None) -> None:
     prior_run = run_system(prior, queries, corpus, "single")
     prior_samples = samples_of(prior_run, corpus)
     save(PRIOR, figures(prior_run, corpus, args.resamples))
+    (everything,) = build_systems([EVERYTHING])
+    every_run = run_system(everything, queries, corpus, "single")
+    every_samples = samples_of(every_run, corpus)
+    save(EVERYTHING, figures(every_run, corpus, args.resamples))
 
     samples: dict[str, dict[str, list[SetSample]]] = {}
     for shape in shapes:
@@ -432,6 +442,7 @@ def main(argv: list[str] | None = None) -> None:
         for arm, mine in samples[shape].items():
             key = f"{shape}/{arm}"
             results[key]["vs_prior"] = difference(mine, prior_samples, args.resamples)
+            results[key]["vs_whole_dialogue"] = difference(mine, every_samples, args.resamples)
             if arm in GRPO_ARMS and "sft" in samples[shape]:
                 results[key]["vs_sft"] = difference(mine, samples[shape]["sft"], args.resamples)
             save(key, results[key])

@@ -158,6 +158,10 @@ def test_every_system_runs_or_says_why_not(evaluated) -> None:
     for name in ("bm25-utt", "bm25-frag", "dense-minilm", "fem", "ffrs-fragment", "ffrs"):
         assert corpus[name]["n"] == 3, name
     assert "single only" in corpus["overlap-window"]["skipped"]
+    # Answering with everything finds every gold utterance and image, and never abstains.
+    whole = single["whole-dialogue"]
+    assert whole["utt_recall"] == 1.0 and whole["abstain_rate"] == 0.0
+    assert whole["utt_precision"] < 1.0 and "single only" in corpus["whole-dialogue"]["skipped"]
     assert "corpus only" in single["ffrs"]["skipped"]
     assert corpus["ffrs"]["tokens_read_mean"] > 0 and "latency_p50_ms/f2rvlm" in corpus["ffrs"]
     # F2RVLM generates (constrained: every answer well-formed); a baseline has no such figure.

@@ -22,7 +22,7 @@ from ffr_lib.registry import Entry, Registry, UnknownNameError
 
 
 def test_every_registered_name_builds_a_system_reporting_under_it() -> None:
-    assert len(SYSTEMS) == 15
+    assert len(SYSTEMS) == 16
     for name in SYSTEMS:
         system = build_system(name, SystemOptions(model="tiny", k=5))
         assert isinstance(system, System)
@@ -78,7 +78,7 @@ def test_registry_imports_a_named_factory_on_first_use() -> None:
 def test_the_registry_marks_the_baselines_and_built_systems_carry_the_mark() -> None:
     assert set(BASELINE_NAMES) == {
         "bm25-utt", "bm25-frag", "dense-minilm", "position-prior", "overlap-window",
-        "minilm-window", "zsum-runs",
+        "minilm-window", "zsum-runs", "whole-dialogue",
     }  # fmt: skip
     for name in ("bm25-utt", "fem", "ffrs", "reader", "f2rvlm", "zsum-runs"):
         assert build_system(name).baseline is (name in BASELINE_NAMES), name

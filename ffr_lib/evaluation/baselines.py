@@ -440,6 +440,20 @@ class PositionPrior(System):
         return span_prediction(dialogue, span, [unit])
 
 
+class WholeDialogue(System):
+    """Every utterance and image of the dialogue: what answering with everything scores. Micro F1
+    rewards recall, so this is the floor a picker must clear (MLDR's gold is ~3 of ~26 turns:
+    F1 ~0.26 on MLDR val, above the position prior)."""
+
+    modes: tuple[Mode, ...] = ("single",)
+
+    def predict_dialogue(self, query: str, dialogue: Dialogue) -> Prediction:
+        span = list(range(len(dialogue.utterances)))
+        images = [im.index for im in dialogue.images]
+        unit = RankedFragment(dialogue.id, span, images, 1.0)
+        return span_prediction(dialogue, span, [unit], image_ids=images)
+
+
 class OverlapWindow(System):
     modes: tuple[Mode, ...] = ("single",)
 
@@ -608,6 +622,10 @@ def make_reference_runs(options: SystemOptions) -> System:
 def make_position_prior(options: SystemOptions) -> System:
     prior = PositionPrior()
     return prior.fit(options.prior_data) if options.prior_data is not None else prior
+
+
+def make_whole_dialogue(options: SystemOptions) -> System:
+    return WholeDialogue()
 
 
 def make_overlap_window(options: SystemOptions) -> System:

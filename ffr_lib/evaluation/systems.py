@@ -123,6 +123,12 @@ SYSTEMS: Registry[SystemEntry] = Registry(
             f"{_B}:make_position_prior",
             baseline=True,
         ),
+        "whole-dialogue": SystemEntry(
+            "every utterance and image of the dialogue: the F1 of answering with everything, "
+            "the floor a picker must clear",
+            f"{_B}:make_whole_dialogue",
+            baseline=True,
+        ),
         "overlap-window": SystemEntry(
             "the window sharing the most query words",
             f"{_B}:make_overlap_window",
