@@ -35,6 +35,7 @@ settings must match the stopped run's (same queries, same profiles and sizes).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import sys
@@ -130,10 +131,6 @@ def samples_of(run: SystemRun, corpus: Corpus) -> list[SetSample]:
     ]
 
 
-#: SetSample's fields, as written to <out>/samples.
-FIELDS = ("pred_utt", "pred_img", "gold_utt", "gold_img", "n_utterances", "n_images")
-
-
 def samples_path(out: Path, key: str) -> Path:
     return out / "samples" / (key.replace("/", "__") + ".json")
 
@@ -141,10 +138,7 @@ def samples_path(out: Path, key: str) -> Path:
 def write_samples(out: Path, key: str, samples: list[SetSample]) -> None:
     path = samples_path(out, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {f: list(v) if isinstance(v := getattr(s, f), (list, tuple)) else v for f in FIELDS}
-        for s in samples
-    ]
+    rows = [dataclasses.asdict(s) for s in samples]  # sequences become JSON lists
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(rows))
     tmp.replace(path)  # a stop mid-write leaves the previous file, never half of one
