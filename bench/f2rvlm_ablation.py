@@ -85,6 +85,10 @@ def shape_profile(name: str, args: argparse.Namespace) -> F2RVLMProfile:
         profile.curriculum.max_examples = args.curriculum_examples
     if args.grpo_steps is not None:
         profile.grpo.max_steps = args.grpo_steps
+    if args.sft_learning_rate is not None:
+        profile.sft.learning_rate = args.sft_learning_rate
+    if args.sft_epochs is not None:
+        profile.sft.epochs = args.sft_epochs
     if args.no_dynamic_sampling:
         profile.grpo.dynamic_sampling = False
     return F2RVLMProfile.model_validate(profile.model_dump())
@@ -158,6 +162,8 @@ RUN_IDENTITY = (
     "whole_profile",
     "backbone",
     "sft_examples",
+    "sft_learning_rate",
+    "sft_epochs",
     "curriculum_examples",
     "grpo_steps",
     "fragment_weight",
@@ -373,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sft-examples", type=int, default=None, help="default: the profile's")
     ap.add_argument("--curriculum-examples", type=int, default=None, help="default: profile's")
     ap.add_argument("--grpo-steps", type=int, default=None, help="default: the profile's")
+    ap.add_argument("--sft-learning-rate", type=float, default=None, help="default: the profile's")
+    ap.add_argument("--sft-epochs", type=float, default=None, help="default: the profile's")
     ap.add_argument(
         "--fragment-weight", type=float, default=1.0, help="R_Fragment weight of the GRPO arms"
     )
