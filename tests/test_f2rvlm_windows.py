@@ -98,3 +98,15 @@ def test_merge_union_and_unanimous() -> None:
     assert merge_window_answers([w1, w2, w3], answers, policy="unanimous") == ([2, 4, 5], [1, 3])
     with pytest.raises(ValueError):
         merge_window_answers([w1], [])
+
+
+def test_windows_over_a_subset_of_utterances_keep_dialogue_ids() -> None:
+    d = dialogue(20, [6, 12])
+    windows = plan_windows(
+        d, WindowConfig(max_utterances=4, overlap=1), utterance_ids=[9, 5, 6, 7, 8, 10, 11, 12]
+    )
+    assert [w.utterance_ids for w in windows] == [(5, 6, 7, 8), (8, 9, 10, 11), (11, 12)]
+    assert [w.image_ids for w in windows] == [(0,), (), (1,)]
+    assert plan_windows(d, WindowConfig(max_utterances=4, overlap=1), utterance_ids=[]) == []
+    with pytest.raises(ValueError, match="outside 0..19"):
+        plan_windows(d, WindowConfig(), utterance_ids=[3, 20])

@@ -8,11 +8,12 @@ from types import SimpleNamespace
 import pytest
 
 from ffr_lib.data.model import Dialogue, Image, Utterance
+from ffr_lib.f2rvlm.backbone import load_tokenizer
 from ffr_lib.f2rvlm.profiles import get_profile
+from ffr_lib.f2rvlm.retriever import plan_prompts, tokenizer_counter
 from ffr_lib.ffrs import (
     FragmentReader,
     RankedFragment,
-    chunk_ids,
     fragment_prompts,
     load_retriever,
     map_answers,
@@ -33,18 +34,38 @@ def _dialogue(n: int = 12, owners: tuple[int, ...] = (1, 6, 6, 10), did: str = "
     )
 
 
-def _holder(window: int = 8, overlap: int = 2) -> SimpleNamespace:
-    # fragment_prompts only reads the retriever's profile.
-    return SimpleNamespace(
-        profile=get_profile("tiny", window_utterances=window, window_overlap=overlap)
+def _holder(
+    window: int = 8, overlap: int = 2, shape: str = "windowed", max_prompt_tokens: int = 384
+) -> SimpleNamespace:
+    # fragment_prompts reads the retriever's profile and counts tokens with its tokenizer.
+    profile = get_profile(
+        "tiny",
+        window_utterances=window,
+        window_overlap=overlap,
+        prompt_shape=shape,
+        max_prompt_tokens=max_prompt_tokens,
     )
+    tokenizer = load_tokenizer(profile.backbone, profile.add_marker_tokens)
+    return SimpleNamespace(profile=profile, backbone=SimpleNamespace(tokenizer=tokenizer))
 
 
-def test_chunk_ids_cover_every_id_with_overlap() -> None:
-    assert chunk_ids([5, 6, 7], 8, 2) == [[5, 6, 7]]
-    assert chunk_ids(range(10), 4, 1) == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
-    assert chunk_ids(range(9), 4, 1) == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8]]
-    assert chunk_ids([], 4, 1) == []
+def test_whole_shape_reads_a_fragment_in_one_prompt_while_it_fits_the_budget() -> None:
+    dialogue = _dialogue(n=40, owners=(2, 11, 15))
+    fragment = list(range(3, 23))  # 20 utterances: more than the 8-utterance window
+    (prompt,) = fragment_prompts(dialogue, "q", fragment, _holder(shape="whole"))
+    assert prompt.utterance_ids == fragment and prompt.image_ids == [1, 2]
+    # Over the token budget the fragment is cut into windows of at most 8 utterances, each
+    # within the budget, covering the fragment in order with the profile's overlap.
+    holder = _holder(shape="whole", max_prompt_tokens=60)
+    count = tokenizer_counter(holder.backbone.tokenizer)
+    windows = plan_prompts(dialogue, holder.profile, count, utterance_ids=fragment)
+    assert len(windows) > 1
+    assert windows[0].utterance_ids[0] == 3 and windows[-1].utterance_ids[-1] == 22
+    assert all(len(w.utterance_ids) <= 8 for w in windows)
+    for a, b in zip(windows, windows[1:], strict=False):
+        assert a.utterance_ids[-1] >= b.utterance_ids[0]  # no utterance falls between windows
+    prompts = fragment_prompts(dialogue, "q", fragment, holder)
+    assert [p.utterance_ids for p in prompts] == [list(w.utterance_ids) for w in windows]
 
 
 def test_fragment_rendered_with_local_ids_maps_back_to_global() -> None:
@@ -108,7 +129,8 @@ def test_f2rvlm_reads_candidates_with_tiny_model(tiny_reader: FragmentReader) ->
     # Untrained output is garbage, but it ran, parsed, and every pick is a global id inside
     # its own candidate.
     assert len(result.picks) == 2 and result.tokens > 100
-    assert len(result.raw[0]) == 2 and len(result.raw[1]) == 1  # 12 utterances = 2 windows
+    # The tiny profile reads whole: 12 short utterances fit its token budget, one prompt each.
+    assert len(result.raw[0]) == 1 and len(result.raw[1]) == 1
     assert set(result.picks[0][0]) <= set(range(12)) and set(result.picks[1][0]) <= {1, 2}
     assert set(result.picks[1][1]) <= set()  # d2's only image belongs to utterance 0
 

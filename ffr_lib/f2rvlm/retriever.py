@@ -82,14 +82,18 @@ def plan_prompts(
     profile: F2RVLMProfile,
     token_counter: TokenCounter | None = None,
     config: PromptConfig | None = None,
+    utterance_ids: Sequence[int] | None = None,
 ) -> list[Window]:
     """The windows ``profile.prompt_shape`` reads ``dialogue`` in (module doc): the whole shape
     gives ONE window when the lines fit ``max_prompt_tokens``. ``token_counter`` defaults to
-    :func:`line_token_counter` (whole shape only; the windowed shape counts utterances)."""
+    :func:`line_token_counter` (whole shape only; the windowed shape counts utterances).
+    ``utterance_ids``: read only those utterances (FFRS's recalled fragment), None = all."""
     overlap = min(profile.window_overlap, profile.window_utterances - 1)
     if profile.prompt_shape == "windowed":
         return plan_windows(
-            dialogue, WindowConfig(max_utterances=profile.window_utterances, overlap=overlap)
+            dialogue,
+            WindowConfig(max_utterances=profile.window_utterances, overlap=overlap),
+            utterance_ids=utterance_ids,
         )
     count = token_counter or line_token_counter(profile)
     hints = profile.hints
@@ -103,9 +107,11 @@ def plan_prompts(
     budget = profile.max_prompt_tokens
 
     def plan(window: WindowConfig) -> list[Window]:
-        return plan_windows(dialogue, window, lambda line: count(line) + note, config)
+        return plan_windows(
+            dialogue, window, lambda line: count(line) + note, config, utterance_ids
+        )
 
-    # The token budget alone decides whether the dialogue is one prompt (however many turns).
+    # The token budget alone decides whether the lines are one prompt (however many turns).
     whole = plan(WindowConfig(max_utterances=None, max_tokens=budget, overlap=0))
     if len(whole) <= 1:
         return whole

@@ -84,18 +84,26 @@ def plan_windows(
     config: WindowConfig | None = None,
     token_counter: Callable[[str], int] | None = None,
     prompt_config: PromptConfig | None = None,
+    utterance_ids: Sequence[int] | None = None,
 ) -> list[Window]:
     """Cut ``dialogue`` into windows (one window when it fits). ``token_counter`` counts the
     tokens of a rendered utterance line (rendered as it will appear, local ids included);
-    it is required when ``config.max_tokens`` is set."""
+    it is required when ``config.max_tokens`` is set. ``utterance_ids`` limits the windows to
+    those utterances (a retrieved fragment), in dialogue order; None = the whole dialogue."""
     config = config or WindowConfig()
     prompt_config = prompt_config or PromptConfig()
     if config.max_tokens is not None and token_counter is None:
         raise ValueError("max_tokens needs a token_counter")
-    n = len(dialogue.utterances)
+    n_dialogue = len(dialogue.utterances)
+    ids = sorted(set(utterance_ids)) if utterance_ids is not None else list(range(n_dialogue))
+    if ids and (ids[0] < 0 or ids[-1] >= n_dialogue):
+        raise ValueError(
+            f"dialogue {dialogue.id}: utterance ids {ids[0]}..{ids[-1]} outside 0..{n_dialogue - 1}"
+        )
+    n = len(ids)
     if n == 0:
         return []
-    owned: list[list[int]] = [[] for _ in range(n)]
+    owned: list[list[int]] = [[] for _ in range(n_dialogue)]
     for image in dialogue.images:
         owned[image.utterance_index].append(image.index)
 
@@ -119,13 +127,13 @@ def plan_windows(
             if config.max_utterances is not None and end - start >= config.max_utterances:
                 break
             if config.max_tokens is not None:
-                c = cost(end, end - start, n_images)
+                c = cost(ids[end], end - start, n_images)
                 if end > start and tokens + c > config.max_tokens:
                     break
                 tokens += c
-            n_images += len(owned[end])
+            n_images += len(owned[ids[end]])
             end += 1
-        utt = tuple(range(start, end))
+        utt = tuple(ids[start:end])
         img = tuple(g for u in utt for g in owned[u])
         windows.append(Window(utt, img))
         if end >= n:

@@ -40,7 +40,9 @@ from ffr_lib.f2rvlm.retriever import (
     answer_grammars,
     chat_messages,
     generate,
+    plan_prompts,
     prompt_config,
+    tokenizer_counter,
 )
 from ffr_lib.f2rvlm.windows import merge_window_answers
 from ffr_lib.ffrs.types import Prediction, RankedFragment, merge_per_dialogue, timed
@@ -91,21 +93,6 @@ class FFRSConfig(BaseModel):
 # ----------------------------------------------------------------------------- stage 2
 
 
-def chunk_ids(ids: Sequence[int], size: int, overlap: int) -> list[list[int]]:
-    """Overlapping chunks of ``ids`` (at most ``size`` each, consecutive chunks share
-    ``overlap``); one chunk when it fits."""
-    ids = sorted(set(ids))
-    if len(ids) <= size:
-        return [ids] if ids else []
-    step = max(1, size - min(overlap, size - 1))
-    chunks = []
-    for start in range(0, len(ids), step):
-        chunks.append(ids[start : start + size])
-        if start + size >= len(ids):
-            break
-    return chunks
-
-
 def fragment_prompts(
     dialogue: Dialogue,
     query: str,
@@ -113,12 +100,20 @@ def fragment_prompts(
     retriever: F2RVLMRetriever,
     annotations: Mapping[int, str] | None = None,
 ) -> list[RenderedPrompt]:
-    """The fragment-local prompts of one candidate fragment (one per window of the fragment)."""
+    """The fragment-local prompts of one candidate fragment: one per window the profile's prompt
+    shape reads the fragment in (the whole shape: one prompt when its lines fit the token
+    budget, as for a whole dialogue in training)."""
     profile = retriever.profile
     config = prompt_config(profile)
+    windows = plan_prompts(
+        dialogue,
+        profile,
+        tokenizer_counter(retriever.backbone.tokenizer),
+        config,
+        utterance_ids,
+    )
     return [
-        render_prompt(dialogue, query, config, chunk, annotations)
-        for chunk in chunk_ids(utterance_ids, profile.window_utterances, profile.window_overlap)
+        render_prompt(dialogue, query, config, list(w.utterance_ids), annotations) for w in windows
     ]
 
 
