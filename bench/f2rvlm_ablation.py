@@ -1,8 +1,8 @@
 """F2RVLM ablation (issue 16): what SFT, GRPO, the curriculum and R_Fragment each add, for the
 windowed prompt shape and the whole-dialogue shape, on the same MLDR val queries in one run.
 
-Arms, per shape (``--shapes``; ``windowed`` = profile ``cpu-small``, ``whole`` =
-``cpu-small-whole``, or ``--windowed-profile`` / ``--whole-profile``):
+Arms, per shape (``--shapes``; ``windowed`` = profile ``cpu-small-windowed``, ``whole`` =
+``cpu-small``, the demo's, or ``--windowed-profile`` / ``--whole-profile``):
 
 - ``zero-shot``: the untrained backbone with the shape's prompt;
 - ``sft``: cold-start SFT (``stage.build_records`` + ``sft.train_sft``, as the `f2rvlm_sft` asset);
@@ -68,7 +68,7 @@ from ffr_lib.reporting import markdown_table  # noqa: E402
 
 ARMS = ("zero-shot", "sft", "grpo", "grpo-no-curriculum", "grpo-no-fragment")
 GRPO_ARMS = ARMS[2:]
-SHAPE_PROFILES = {"windowed": "cpu-small", "whole": "cpu-small-whole"}
+SHAPE_PROFILES = {"windowed": "cpu-small-windowed", "whole": "cpu-small"}
 PRIOR = "position-prior"
 #: The reference every arm must clear: answering with every utterance and image.
 EVERYTHING = "whole-dialogue"

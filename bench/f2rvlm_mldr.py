@@ -1,8 +1,9 @@
-"""F2RVLM experiments on the MLDR-style splits: variants of the cpu-small profile, trained and
-evaluated side by side with the baselines on the same val queries.
+"""F2RVLM experiments on the MLDR-style splits: variants of the cpu-small-windowed profile (the
+demo's before issue 16), trained and evaluated side by side with the baselines on the same val
+queries.
 
-Each variant is the ``cpu-small`` profile plus overrides (``VARIANTS`` below). For each one the
-script builds the SFT records from the train split exactly as the `f2rvlm_sft` asset does
+Each variant is the ``cpu-small-windowed`` profile plus overrides (``VARIANTS`` below). For each
+one the script builds the SFT records from the train split exactly as the `f2rvlm_sft` asset does
 (:func:`ffr_lib.f2rvlm.stage.build_records`), trains SFT, optionally runs the curriculum pass and
 GRPO as the assets do, and evaluates every model with the evaluation harness (single-dialogue
 mode, the first ``--val-n`` val queries: the queries of the demo report) beside the position
@@ -29,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ffr_lib.reporting import markdown_table  # noqa: E402
 
-# Overrides of the cpu-small profile (nested dicts merge into the profile's sub-settings).
-OLD = {  # the cpu-small profile before this experiment series
+# Overrides of the cpu-small-windowed profile (nested dicts merge into the profile's sub-settings).
+OLD = {  # the windowed demo profile before this experiment series
     "negative_window_ratio": 0.5,
     "negative_query_windows": 0,
     "hints": {"method": "overlap", "preselect_top": None, "annotate": True},
@@ -86,7 +87,7 @@ def variant_profile(name: str, extra: dict[str, Any]) -> Any:
     from ffr_lib.f2rvlm.profiles import F2RVLMProfile, get_profile
 
     base, _, size = name.partition("@")
-    data = deep_update(get_profile("cpu-small").model_dump(), _variants()[base])
+    data = deep_update(get_profile("cpu-small-windowed").model_dump(), _variants()[base])
     data = deep_update(data, extra)
     if size:
         data["sft"]["max_examples"] = int(size)

@@ -179,8 +179,8 @@ EXECUTOR = Variable(
 F2RVLM_PROFILE = Variable(
     "FFR_F2RVLM_PROFILE",
     "default profile of the `f2rvlm_*` assets, read when the definitions load: `cpu-small` (the "
-    "demo), `cpu-small-whole`, `cpu-full` (hours on CPU), `gpu` (SmolLM2 on every MLDR train "
-    "query, one accelerator), `paper` (Qwen2-VL), `tiny` (tests); with `k8s` a GPU profile "
+    "demo, whole dialogues), `cpu-small-windowed` (12-turn windows), `cpu-full` (hours on "
+    "CPU), `gpu` (SmolLM2 on every MLDR train query, one accelerator), `paper` (Qwen2-VL), `tiny` (tests); with `k8s` a GPU profile "
     "(`paper`, `gpu`) puts the training steps on GPU nodes, a CPU one on CPU nodes",
     default="cpu-small",
 )

@@ -30,7 +30,7 @@ class F2RVLMConfig(Config):
     profile: str = from_library(
         F2RVLMStageConfig,
         "profile",
-        "paper (Qwen2-VL on GPUs) | cpu-small (~30 min, the demo) | cpu-small-whole | cpu-full "
+        "paper (Qwen2-VL on GPUs) | cpu-small (~30 min, the demo) | cpu-small-windowed | cpu-full "
         "(hours) | gpu (SmolLM2, one accelerator) | tiny (tests); default FFR_F2RVLM_PROFILE, "
         "which on Kubernetes also picks the step's pod",
     )

@@ -1,9 +1,9 @@
 """Training profiles of F2RVLM: one pydantic object with everything SFT, the curriculum pass,
 GRPO and inference need. ``paper`` holds the paper's hyper-parameters (Qwen2-VL on GPUs);
 ``cpu-small`` is sized so that the whole demo, training included, finishes within 30 minutes on 2
-CPU cores (12-turn windows); ``cpu-small-whole`` is its whole-dialogue arm of the prompt-shape
-ablation (``bench/f2rvlm_ablation.py``, issue 16); ``cpu-full`` runs for hours; ``gpu`` is sized
-for one lent accelerator; ``tiny`` is for unit tests.
+CPU cores (whole dialogues); ``cpu-small-windowed`` is the demo's profile before issue 16 (12-turn
+windows), kept as the windowed arm of the prompt-shape ablation (``bench/f2rvlm_ablation.py``);
+``cpu-full`` runs for hours; ``gpu`` is sized for one lent accelerator; ``tiny`` is for unit tests.
 
 Prompt shape (issue 16, ``prompt_shape``): the paper reads the whole dialogue. ``whole`` gives one
 prompt per dialogue whenever its lines fit ``max_prompt_tokens`` (MLDR's 20-34 turns are 510-850
@@ -11,24 +11,20 @@ SmolLM2 tokens with the short instruction and hints), so the SFT target, every G
 curriculum's F1 are computed on the query's own answer; only a chat over the budget is read in
 windows of ``window_utterances`` (~100 turns in the paper, union merge). ``windowed`` reads every
 dialogue in short windows and trains on each window's share of the gold, plus sampled windows
-without gold ("none" targets), the shape the figures below were measured with.
+without gold ("none" targets).
 
-CPU sizing (bench/f2rvlm_trial.py, SmolLM2-135M, markers as single tokens, window prompts of 12
-utterances with the short instruction, ~300 tokens): the issue's quiet-machine figure is ~6 s per
-SFT example at ~690 tokens, i.e. ~3 s at ~300 (cost is linear in prompt length). On a quiet
-2-core machine the demo's SFT takes 4.8 s per step and GRPO 40 s per step (4 x 24 tokens). A
-fresh-clone ``make demo`` with 120 SFT examples took 30:00 (setup 4.7 min), so ``cpu-small`` is
-100 SFT examples, 24 curriculum prompts and 4 GRPO steps (8 steps moved the policy by a KL of
-~5e-4 only; BENCHMARKS.md), about 12 minutes of training; ``cpu-full`` is the profile for
-quality.
+CPU sizing (bench/f2rvlm_trial.py, SmolLM2-135M, markers as single tokens): cost is linear in
+prompt length. A windowed record (12 utterances, ~300 tokens) takes ~4.5 s of SFT at one thread, a
+whole MLDR dialogue (~800 tokens) ~9 s; GRPO takes ~40 s per step of 4 x 24 tokens. 4 GRPO steps
+move the policy by a KL of 1e-4 to 5e-4 only (BENCHMARKS.md, "F2RVLM ablation"): at this size
+GRPO is a proof of the path, and ``cpu-full`` / ``gpu`` are the profiles for quality.
 
-Quality (bench/f2rvlm_mldr.py, BENCHMARKS.md "F2RVLM experiments", the cpu-small recipe, then
-with 120 SFT examples, trained on a borrowed GPU, MLDR val): sliding windows with word-overlap
-hints and ``negative_window_ratio`` 0.5 (the cpu-small settings) gave the best SFT model, F1
-0.267 on the demo's 40 queries (zero-shot 0, position prior 0.125, word-overlap window 0.390,
-MiniLM window 0.399). Fewer negatives (0.2 plus one window per negative query), MiniLM+overlap
-hints and candidate pre-selection (``hints.preselect_top``) were all worse at this size; 8 GRPO
-steps lowered F1 (0.170 -> 0.140 on the pre-selection variant), a change within noise.
+Quality at demo size (BENCHMARKS.md, "F2RVLM ablation on 200 MLDR val queries"): whole-shape SFT
+F1 0.168 [0.132, 0.207] against the windowed shape's 0.145 [0.105, 0.180], the position prior's
+0.095 and answering with the whole dialogue 0.258. Earlier windowed experiments
+(bench/f2rvlm_mldr.py, "F2RVLM experiments"): overlap hints and ``negative_window_ratio`` 0.5 were
+the best windowed settings; fewer negatives, MiniLM+overlap hints and candidate pre-selection
+(``hints.preselect_top``) were worse.
 """
 
 from __future__ import annotations
@@ -256,12 +252,12 @@ PROFILES: dict[str, F2RVLMProfile] = {
         grpo=GRPOSettings(num_generations=8, prompts_per_step=4, max_completion_length=256),
         max_new_tokens=256,
     ),
-    # The whole-dialogue arm of cpu-small (issue 16): one prompt per MLDR dialogue. Not the
-    # demo's default yet: at demo size it scored F1 0.144 [0.070, 0.216] on 40 MLDR val queries
-    # (learning rate 3e-4; 0.000 at 1e-4), within the windowed profile's range; the 200-query
-    # ablation (bench/f2rvlm_ablation.py) decides.
-    "cpu-small-whole": F2RVLMProfile(
-        name="cpu-small-whole",
+    # Demo profile: ~30 min on 2 CPU cores with the rest of the demo. The whole dialogue in
+    # one prompt (issue 16): at demo size it beat the windowed shape on every arm of the
+    # 200-query ablation (SFT 0.168 vs 0.145, intervals including 0; BENCHMARKS.md), costs the
+    # same in SFT (fewer, longer records) and reads faster (one prompt per MLDR dialogue).
+    "cpu-small": F2RVLMProfile(
+        name="cpu-small",
         prompt_shape="whole",
         max_prompt_tokens=768,
         window_utterances=100,
@@ -273,11 +269,11 @@ PROFILES: dict[str, F2RVLMProfile] = {
         max_new_tokens=24,
         device="cpu",
     ),
-    # Demo profile: ~30 min on 2 CPU cores (sized in bench/f2rvlm_trial.py; see module doc).
-    # 12-turn windows + overlap hints + negative_window_ratio 0.5 measured best of the windowed
-    # variants (module doc); the windowed arm of the prompt-shape ablation.
-    "cpu-small": F2RVLMProfile(
-        name="cpu-small",
+    # The demo's profile before issue 16, the windowed arm of the prompt-shape ablation: 12-turn
+    # windows + overlap hints + negative_window_ratio 0.5 measured best of the windowed variants
+    # (module doc).
+    "cpu-small-windowed": F2RVLMProfile(
+        name="cpu-small-windowed",
         prompt_shape="windowed",
         window_utterances=12,
         window_overlap=4,

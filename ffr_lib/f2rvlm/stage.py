@@ -31,7 +31,7 @@ CURRICULUM_FILE = "curriculum.jsonl"
 class F2RVLMStageConfig(BaseModel):
     profile: str = Field(
         default_factory=F2RVLM_PROFILE.get,
-        description="paper | cpu-small | cpu-small-whole | cpu-full | gpu | tiny "
+        description="paper | cpu-small | cpu-small-windowed | cpu-full | gpu | tiny "
         "(default FFR_F2RVLM_PROFILE, cpu-small)",
     )
     backbone: str | None = Field(None, description="override the profile's backbone")
