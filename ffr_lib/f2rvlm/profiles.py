@@ -256,6 +256,7 @@ PROFILES: dict[str, F2RVLMProfile] = {
     # one prompt (issue 16): at demo size it beat the windowed shape on every arm of the
     # 200-query ablation (SFT 0.168 vs 0.145, intervals including 0; BENCHMARKS.md), costs the
     # same in SFT (fewer, longer records) and reads faster (one prompt per MLDR dialogue).
+    # 96 SFT dialogues (lr 3e-4 or 1e-3) scored lower (0.120, 0.119) and cost ~4 demo minutes.
     "cpu-small": F2RVLMProfile(
         name="cpu-small",
         prompt_shape="whole",
