@@ -94,6 +94,10 @@ def test_f2rvlm_assets_train_and_chain_adapters(db_url: str, ffr_home: Path, mon
     assert check.metadata["nonzero"].value is check.passed
     assert check.metadata["finite"].value is True
     assert check.metadata["tensors"].value > 0
+    # Judged against the champion reader on MLDR val: none is trained here, so F2RVLM serves.
+    verdict = grpo["fine_stage"]
+    assert verdict["serves"] == "f2rvlm" and verdict["reader"] is None and verdict["queries"] > 0
+    assert checks["serves_fine_stage"].passed
 
     # The retrieval half and the report, on the val batch. The FEM trains and is gated on the
     # tiny QMSum meetings of the reader fixtures (never the real folder: hermetic and quick).

@@ -118,3 +118,62 @@ def test_evaluation_reports_the_reader_and_which_fine_stage_served(
     assert single["reader"]["f1"] > single["minilm-window"]["f1"]
     assert corpus["ffrs"]["note"].startswith("fine stage: the trained reader")
     assert "fine stage: the trained reader" in result.markdown
+
+
+def _tiny_adapter(folder: Path) -> Path:
+    """A one-step SFT adapter of the tiny model (real training code path, seconds)."""
+    from ffr_lib.f2rvlm.profiles import get_profile
+    from ffr_lib.f2rvlm.retriever import training_records
+    from ffr_lib.f2rvlm.sft import train_sft
+
+    profile = get_profile("tiny")
+    profile.sft.max_steps = 1
+    data = _dataset(4, seed=5)
+    dialogues = {d.id: d for d in data.dialogues}
+    records = training_records(dialogues, data.queries[:2], profile)
+    return train_sft(profile, records, folder, track=False).adapter_dir
+
+
+def test_f2rvlm_serves_only_when_it_beats_the_champion_reader(
+    trained: dict, db_url: str, tmp_path: Path
+) -> None:
+    from ffr_lib.ffrs.serving import (
+        FineStageJudgeConfig,
+        choice_path,
+        judge_fine_stage,
+        serving_choice,
+    )
+    from ffr_lib.reader.stage import reader_dir
+
+    adapter = _tiny_adapter(tmp_path / "adapter")
+    judge = FineStageJudgeConfig(val_queries=6)
+    # The untrained tiny F2RVLM against the champion reader, on the same 6 MLDR val queries.
+    verdict = judge_fine_stage(adapter, judge)
+    assert verdict["serves"] == "reader" and verdict["queries"] == 6
+    assert verdict["val"]["reader"]["f1"] >= verdict["val"]["f2rvlm"]["f1"]
+    assert verdict["reader"] == trained["path"] and "does not beat" in verdict["reason"]
+    assert json.loads(choice_path().read_text())["serves"] == "reader"
+    assert serving_choice() == ("reader", champion_path())
+    assert open_ffrs(url=db_url).config.stage2 == "reader"
+    # Without a champion reader F2RVLM serves, and FFRS follows the verdict.
+    pointer = reader_dir() / "champion.json"
+    pointer.unlink()
+    verdict = judge_fine_stage(adapter, judge)
+    assert verdict["serves"] == "f2rvlm" and verdict["reader"] is None
+    assert verdict["val"]["reader"] is None
+    assert serving_choice() == ("f2rvlm", adapter)
+    assert open_ffrs(url=db_url).config.stage2 == "f2rvlm"
+    # A reader promoted after the verdict makes it stale: the champion reader serves again.
+    pointer.write_text(json.dumps({"path": trained["path"]}), encoding="utf-8")
+    assert serving_choice() is None
+    assert open_ffrs(url=db_url).config.stage2 == "reader"
+    # Naming a fine stage or a model still overrides the verdict.
+    assert open_ffrs(adapter, url=db_url).config.stage2 == "f2rvlm"
+
+
+def test_no_val_split_leaves_the_verdict_alone(ffr_home: Path, tmp_path: Path) -> None:
+    from ffr_lib.ffrs.serving import choice_path, judge_fine_stage, serving_choice
+
+    verdict = judge_fine_stage(tmp_path / "never-read")
+    assert verdict["serves"] is None and "not judged" in verdict["reason"]
+    assert not choice_path().exists() and serving_choice() is None

@@ -4,11 +4,13 @@ Each asset's value is a small summary dict (paths, run ids, metrics), never a li
 No `from __future__ import annotations` in asset modules: Dagster resolves Config types at runtime.
 """
 
+from pathlib import Path
 from typing import Any
 
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
     Config,
@@ -22,6 +24,7 @@ from ffr_assets.config import from_library
 from ffr_assets.execution import TRAINING_POOL, check_profile_fits_step, training_step
 from ffr_assets.resources import MlflowResource
 from ffr_lib.f2rvlm.stage import F2RVLMStageConfig, run_curriculum, run_grpo, run_sft
+from ffr_lib.ffrs.serving import FineStageJudgeConfig, judge_fine_stage
 
 
 class F2RVLMConfig(Config):
@@ -38,6 +41,12 @@ class F2RVLMConfig(Config):
         F2RVLMStageConfig, "backbone", "override the profile's backbone: alias, folder or hub id"
     )
     seed: int = from_library(F2RVLMStageConfig, "seed", "sampling of training prompts")
+
+
+class F2RVLMGRPOConfig(F2RVLMConfig):
+    """The training settings plus the fine-stage verdict's size."""
+
+    judge_queries: int | None = from_library(FineStageJudgeConfig, "val_queries")
 
 
 def _stage_config(config: F2RVLMConfig) -> F2RVLMStageConfig:
@@ -98,15 +107,25 @@ def f2rvlm_curriculum(context: AssetExecutionContext, config: F2RVLMConfig, f2rv
     ins={"f2rvlm_sft": AssetIn(), "f2rvlm_curriculum": AssetIn()},
     description="GRPO with the multi-objective rewards (F1 with length penalty, fragment "
     "coherence, format) over the curriculum in order, from the SFT model. Logged to MLflow and "
-    "registered as `f2rvlm-grpo`; the serving retriever of `ffr retrieve` and FFRS.",
+    "registered as `f2rvlm-grpo`; the retriever of `ffr retrieve`. Then judged against the "
+    "champion reader on the same MLDR val queries: FFRS serves F2RVLM as its fine stage only "
+    "when it beats the reader (fine_stage.json; check `serves_fine_stage`).",
     owners=["team:ffr"],
     kinds={"pytorch", "mlflow"},
     op_tags=training_step(),
     pool=TRAINING_POOL,
+    check_specs=[
+        AssetCheckSpec(
+            "serves_fine_stage",
+            asset="f2rvlm_grpo",
+            description="F2RVLM beat the champion reader on the same MLDR val queries, so FFRS "
+            "serves it (a warning when the reader keeps serving)",
+        )
+    ],
 )
 def f2rvlm_grpo(
     context: AssetExecutionContext,
-    config: F2RVLMConfig,
+    config: F2RVLMGRPOConfig,
     mlflow: MlflowResource,
     f2rvlm_sft: dict,
     f2rvlm_curriculum: dict,
@@ -114,7 +133,18 @@ def f2rvlm_grpo(
     mlflow.configure()
     summary = run_grpo(_stage_config(config), f2rvlm_sft["adapter_dir"], f2rvlm_curriculum["path"])
     context.log.info(f"GRPO adapter at {summary['adapter_dir']}")
-    return Output(summary, metadata=_metadata(summary))
+    verdict = judge_fine_stage(
+        Path(summary["adapter_dir"]), FineStageJudgeConfig(val_queries=config.judge_queries)
+    )
+    context.log.info(verdict["reason"])
+    summary["fine_stage"] = verdict
+    yield Output(summary, metadata=_metadata(summary))
+    yield AssetCheckResult(
+        check_name="serves_fine_stage",
+        passed=verdict["serves"] == "f2rvlm",
+        severity=AssetCheckSeverity.WARN,
+        metadata={"reason": verdict["reason"], "val": MetadataValue.json(verdict.get("val"))},
+    )
 
 
 @asset_check(asset=f2rvlm_grpo, description="The trained LoRA weights are finite and non-zero.")

@@ -30,6 +30,7 @@ from ffr_lib.f2rvlm.profiles import F2RVLMProfile
 from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
 from ffr_lib.ffrs.api import load_retriever, open_ffrs
 from ffr_lib.ffrs.pipeline import FFRSConfig, FFRSPipeline, FragmentReader, read_whole_dialogue
+from ffr_lib.ffrs.serving import serving_choice
 from ffr_lib.ffrs.types import Prediction, RankedFragment, merge_per_dialogue, timed
 from ffr_lib.mldr.difficulty import (
     _terms,  # the tokenisation of the BM25 helpers (stems, no stop words)
@@ -362,8 +363,10 @@ class F2RVLMStage(F2RVLMOnly):
 
 
 class FFRSSystem(_ModelSystem):
-    """FFRS with the fine stage that serves: the trained reader when there is one (``--reader``
-    or the champion), else F2RVLM (``--model``). The report names the one that ran (``note``)."""
+    """FFRS with the fine stage that serves: F2RVLM (``--model``) when the fine-stage verdict
+    chose it (:mod:`ffr_lib.ffrs.serving`) and no ``--reader`` is named, else the trained reader
+    when there is one (``--reader`` or the champion), else F2RVLM. The report names the one that
+    ran (``note``)."""
 
     modes: tuple[Mode, ...] = ("corpus",)
 
@@ -375,8 +378,10 @@ class FFRSSystem(_ModelSystem):
         reader: str | Path | None = None,
     ) -> None:
         super().__init__(model, k, batch_size)
-        # The same choice as `ffr query` (open_ffrs): the reader when there is one, else F2RVLM.
-        self.checkpoint = reader or champion_path()
+        # The same choice as `ffr query` (open_ffrs): the verdict's F2RVLM, else the reader when
+        # there is one, else F2RVLM.
+        choice = serving_choice() if reader is None else None
+        self.checkpoint = None if choice and choice[0] == "f2rvlm" else reader or champion_path()
         # With a trained reader to serve, FFRS reads in milliseconds: it scores every query,
         # not only the --reader-limit ones F2RVLM reads.
         self.reads_with_generator = self.checkpoint is None

@@ -6,10 +6,12 @@
     result.dialogues[0].utterance_ids, result.dialogues[0].image_ids
     ffrs.query_dialogue("the photo of the lake", "dialogue-id")   # one dialogue, F2RVLM
 
-The fine stage (stage 2) is the trained reader when one is registered champion
-(``reader_checkpoint``; it beat F2RVLM in every evaluation run so far, BENCHMARKS.md), else F2RVLM
-when a trained adapter exists, else none (the whole recalled fragments). ``fine_stage`` forces
-one; the pipeline's ``config.stage2`` says which one serves.
+The fine stage (stage 2) is the one the last verdict chose (:mod:`ffr_lib.ffrs.serving`: the
+trained F2RVLM and the champion reader scored on the same val queries after F2RVLM training),
+else the trained reader when one is registered champion (``reader_checkpoint``; it beat F2RVLM
+in every evaluation run so far, BENCHMARKS.md), else F2RVLM when a trained adapter exists, else
+none (the whole recalled fragments). ``fine_stage`` forces one; the pipeline's ``config.stage2``
+says which one serves.
 
 ``model`` is a trained adapter folder (what the F2RVLM training assets save), an F2RVLM profile
 name (an untrained backbone, e.g. ``tiny`` in tests), or a loaded ``F2RVLMRetriever``.
@@ -25,6 +27,7 @@ from ffr_lib.data.model import Dialogue
 from ffr_lib.f2rvlm.profiles import get_profile
 from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
 from ffr_lib.ffrs.pipeline import DialogueSource, FFRSConfig, FFRSPipeline, FragmentReader
+from ffr_lib.ffrs.serving import serving_choice
 from ffr_lib.ffrs.types import Prediction
 from ffr_lib.reader.reader import Reader
 from ffr_lib.reader.stage import champion_path
@@ -81,8 +84,12 @@ def open_ffrs(
     spec = resolve_model(model)
     reader_file = Path(reader) if reader else champion_path()
     if fine_stage == "auto":
+        # Nothing named: the judged verdict (ffr_lib.ffrs.serving) when it holds.
+        choice = serving_choice() if model is None and reader is None else None
         if model is not None:  # an F2RVLM asked for by name serves
             fine_stage = "f2rvlm"
+        elif choice is not None and choice[0] == "f2rvlm":
+            fine_stage, spec = "f2rvlm", choice[1]
         else:
             fine_stage = "reader" if reader_file else "f2rvlm" if spec is not None else "fragment"
     span_reader = f2rvlm = None

@@ -14,14 +14,14 @@ import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.gold import answerable
-from ffr_lib.data.model import QueryType
+from ffr_lib.data.model import Dialogue, QueryType
 from ffr_lib.data.readers.qmsum import read_qmsum_split
 from ffr_lib.data.sampling import spread
 from ffr_lib.mldr.stage import load_split
@@ -73,7 +73,14 @@ def _sample(dataset: Dataset, queries: int | None) -> Dataset:
     return Dataset(dialogues=dataset.dialogues, queries=spread(dataset.queries, queries))
 
 
-def reader_f1(reader: Reader, dataset: Dataset) -> dict[str, float]:
+class FineStageAnswers(Protocol):
+    """What :func:`reader_f1` scores: a fine stage answering a query over one whole dialogue
+    (the reader, or F2RVLM through ``ffr_lib.ffrs.serving.F2RVLMAnswers``)."""
+
+    def read(self, query: str, dialogue: Dialogue) -> Any: ...
+
+
+def reader_f1(reader: FineStageAnswers, dataset: Dataset) -> dict[str, float]:
     """F1 of ``reader`` on every query of ``dataset`` (negative queries: empty gold): ``f1`` is
     the evaluation's headline (micro F1 per modality, averaged over utterances and images),
     ``micro_f1`` / ``macro_f1`` are over utterances, an image's gold counting as its sender;
