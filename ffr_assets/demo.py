@@ -24,7 +24,7 @@ STEPS = (
     ("reader_checkpoint", "train the fine-stage reader (MLDR + QMSum spans); MLflow registry"),
     ("f2rvlm_sft", "F2RVLM cold-start SFT (LoRA)"),
     ("f2rvlm_curriculum", "difficulty-aware curriculum"),
-    ("f2rvlm_grpo", "GRPO with multi-objective rewards"),
+    ("f2rvlm_grpo", "GRPO with multi-objective rewards; judged against the champion reader"),
     ("evaluation_report", "FFRS + baselines on the val split; report"),
 )
 
