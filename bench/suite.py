@@ -63,6 +63,13 @@ from ffr_lib.threads import wanted_threads
 SECTIONS = ("encoder", "index", "search", "ffrs", "training")
 
 
+def _serving_read_top() -> int:
+    """FFRS's default ``read_top`` (0 when it reads every fragment)."""
+    from ffr_lib.ffrs.pipeline import FFRSConfig
+
+    return FFRSConfig().read_top or 0
+
+
 class SuiteConfig(BaseModel):
     """Every knob of the suite (``ffr bench --help`` lists the command-line ones)."""
 
@@ -105,12 +112,18 @@ class SuiteConfig(BaseModel):
         "backbone of ffrs_profile, which writes to its token budget; a trained one stops after "
         "its answer)",
     )
-    ffrs_read_top: int | None = Field(
-        None,
-        ge=1,
+    ffrs_read_top: int = Field(
+        default_factory=lambda: _serving_read_top(),
+        ge=0,
         description="FFRSConfig.read_top in the FFRS section: F2RVLM reads the best N of the K "
-        "recalled fragments (None = all K)",
+        "recalled fragments (default: FFRS's own, 4; 0 = all K)",
     )
+
+    @property
+    def read_top(self) -> int | None:
+        """``ffrs_read_top`` as FFRSConfig takes it (None = all K)."""
+        return self.ffrs_read_top or None
+
     training_steps: int = Field(2, description="SFT and GRPO steps timed")
     torch_threads: int | None = Field(
         None,
@@ -598,7 +611,7 @@ def bench_ffrs(
     out: dict[str, Any] = {
         "profile": cfg.ffrs_profile,
         "model": str(cfg.ffrs_adapter) if cfg.ffrs_adapter else "untrained backbone",
-        "read_top": cfg.ffrs_read_top,
+        "read_top": cfg.read_top,
         "torch_threads": torch.get_num_threads(),
     }
     with PeakRSS() as rss:
@@ -619,7 +632,7 @@ def bench_ffrs(
         warm.query(queries[0])
         for k in cfg.ffrs_k:
             pipe = FFRSPipeline(
-                FFRSConfig(k=k, batch_size=max(cfg.ffrs_k), read_top=cfg.ffrs_read_top),
+                FFRSConfig(k=k, batch_size=max(cfg.ffrs_k), read_top=cfg.read_top),
                 reader,
                 encoder=encoder,
                 url=url,
@@ -651,7 +664,7 @@ def bench_ffrs(
             ("K=10 one prompt per batch", FragmentReader(retriever, 1, share_prefix=False)),
         ):
             pipe = FFRSPipeline(
-                FFRSConfig(k=10, read_top=cfg.ffrs_read_top),
+                FFRSConfig(k=10, read_top=cfg.read_top),
                 variant,
                 encoder=encoder,
                 url=url,
@@ -674,7 +687,7 @@ def bench_ffrs(
         out["per_k"] = per_k
         out["profile_k10"] = profile_query(
             FFRSPipeline(
-                FFRSConfig(k=10, batch_size=max(cfg.ffrs_k), read_top=cfg.ffrs_read_top),
+                FFRSConfig(k=10, batch_size=max(cfg.ffrs_k), read_top=cfg.read_top),
                 reader,
                 encoder=encoder,
                 url=url,

@@ -58,7 +58,9 @@ def bench(
         help="a trained F2RVLM adapter for the FFRS section (default: the untrained backbone)",
     ),
     ffrs_read_top: int | None = typer.Option(
-        None, "--ffrs-read-top", help="F2RVLM reads the best N of the K fragments (default all)"
+        None,
+        "--ffrs-read-top",
+        help="F2RVLM reads the best N of the K fragments (default: FFRS's, 4; 0 = all K)",
     ),
     training_steps: int | None = typer.Option(None, "--training-steps", help="SFT/GRPO steps"),
     torch_threads: int | None = typer.Option(
