@@ -142,6 +142,7 @@ def test_f2rvlm_serves_only_when_it_beats_the_champion_reader(
         choice_path,
         judge_fine_stage,
         serving_choice,
+        serving_fine_stage,
     )
     from ffr_lib.reader.stage import reader_dir
 
@@ -162,7 +163,11 @@ def test_f2rvlm_serves_only_when_it_beats_the_champion_reader(
     assert verdict["serves"] == "f2rvlm" and verdict["reader"] is None
     assert verdict["val"]["reader"] is None
     assert serving_choice() == ("f2rvlm", adapter)
+    assert serving_fine_stage() == ("f2rvlm", adapter)
     assert open_ffrs(url=db_url).config.stage2 == "f2rvlm"
+    # A reader named by the caller is what serves, whatever the verdict.
+    assert serving_fine_stage(trained["path"]) == ("reader", Path(trained["path"]))
+    assert open_ffrs(url=db_url, reader=trained["path"]).config.stage2 == "reader"
     # A reader promoted after the verdict makes it stale: the champion reader serves again.
     pointer.write_text(json.dumps({"path": trained["path"]}), encoding="utf-8")
     assert serving_choice() is None

@@ -30,7 +30,7 @@ from ffr_lib.f2rvlm.profiles import F2RVLMProfile
 from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
 from ffr_lib.ffrs.api import load_retriever, open_ffrs
 from ffr_lib.ffrs.pipeline import FFRSConfig, FFRSPipeline, FragmentReader, read_whole_dialogue
-from ffr_lib.ffrs.serving import serving_choice
+from ffr_lib.ffrs.serving import serving_fine_stage
 from ffr_lib.ffrs.types import Prediction, RankedFragment, merge_per_dialogue, timed
 from ffr_lib.mldr.difficulty import (
     _terms,  # the tokenisation of the BM25 helpers (stems, no stop words)
@@ -380,8 +380,8 @@ class FFRSSystem(_ModelSystem):
         super().__init__(model, k, batch_size)
         # The same choice as `ffr query` (open_ffrs): the verdict's F2RVLM, else the reader when
         # there is one, else F2RVLM.
-        choice = serving_choice() if reader is None else None
-        self.checkpoint = None if choice and choice[0] == "f2rvlm" else reader or champion_path()
+        serving, served = serving_fine_stage(reader)
+        self.checkpoint = served if serving == "reader" else None
         # With a trained reader to serve, FFRS reads in milliseconds: it scores every query,
         # not only the --reader-limit ones F2RVLM reads.
         self.reads_with_generator = self.checkpoint is None

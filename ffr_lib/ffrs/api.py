@@ -27,7 +27,7 @@ from ffr_lib.data.model import Dialogue
 from ffr_lib.f2rvlm.profiles import get_profile
 from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
 from ffr_lib.ffrs.pipeline import DialogueSource, FFRSConfig, FFRSPipeline, FragmentReader
-from ffr_lib.ffrs.serving import serving_choice
+from ffr_lib.ffrs.serving import serving_fine_stage
 from ffr_lib.ffrs.types import Prediction
 from ffr_lib.reader.reader import Reader
 from ffr_lib.reader.stage import champion_path
@@ -82,14 +82,13 @@ def open_ffrs(
     champion). Raises FileNotFoundError when a forced fine stage has nothing trained."""
     config = (config or FFRSConfig()).model_copy()
     spec = resolve_model(model)
-    reader_file = Path(reader) if reader else champion_path()
+    serving, served = serving_fine_stage(reader)
+    reader_file = served if serving == "reader" else champion_path()
     if fine_stage == "auto":
-        # Nothing named: the judged verdict (ffr_lib.ffrs.serving) when it holds.
-        choice = serving_choice() if model is None and reader is None else None
         if model is not None:  # an F2RVLM asked for by name serves
             fine_stage = "f2rvlm"
-        elif choice is not None and choice[0] == "f2rvlm":
-            fine_stage, spec = "f2rvlm", choice[1]
+        elif serving == "f2rvlm":  # the judged verdict (ffr_lib.ffrs.serving)
+            fine_stage, spec = "f2rvlm", served
         else:
             fine_stage = "reader" if reader_file else "f2rvlm" if spec is not None else "fragment"
     span_reader = f2rvlm = None

@@ -137,3 +137,14 @@ def serving_choice() -> tuple[FineStageName, Path] | None:
         adapter = Path(verdict["adapter"])
         return ("f2rvlm", adapter) if (adapter / "ffr_adapter.json").is_file() else None
     return ("reader", champion) if champion is not None else None
+
+
+def serving_fine_stage(reader: str | Path | None = None) -> tuple[FineStageName, Path | None]:
+    """The fine stage that serves when none is forced, and what it runs: F2RVLM with the
+    verdict's adapter when the verdict holds and no ``reader`` is named, else the reader
+    (``reader``, else the champion; None when no reader is trained). One rule for `ffr query`
+    (``open_ffrs``) and the evaluation's ``ffrs`` system."""
+    choice = serving_choice() if reader is None else None
+    if choice is not None and choice[0] == "f2rvlm":
+        return choice
+    return "reader", Path(reader) if reader else champion_path()
