@@ -51,9 +51,9 @@ from ffr_lib.evaluation.harness import (  # noqa: E402
     Corpus,
     SystemRun,
     evaluation_queries,
+    run_samples,
     run_system,
     score_run,
-    set_sample,
 )
 from ffr_lib.evaluation.metrics import SetSample  # noqa: E402
 from ffr_lib.evaluation.systems import build_systems  # noqa: E402
@@ -126,13 +126,6 @@ def evaluate_arm(
     # The harness caches loaded models for the systems of one report; one arm at a time here.
     system._loaded.clear()  # type: ignore[attr-defined]
     return run
-
-
-def samples_of(run: SystemRun, corpus: Corpus) -> list[SetSample]:
-    return [
-        set_sample(r.query, corpus.dialogues[r.query.dialogue_id or ""], r.prediction)
-        for r in run.records
-    ]
 
 
 def samples_path(out: Path, key: str) -> Path:
@@ -231,7 +224,7 @@ def run_shape(
     def evaluated(arm: str, retriever: F2RVLMRetriever, extra: dict[str, Any]) -> None:
         with Clock() as clock:
             run = evaluate_arm(retriever, f"{shape}/{arm}", queries, corpus)
-        samples[arm] = samples_of(run, corpus)
+        samples[arm] = run_samples(run, corpus)
         write_samples(out, f"{shape}/{arm}", samples[arm])
         result = figures(run, corpus, args.resamples)
         result.update(extra)
@@ -431,11 +424,11 @@ def main(argv: list[str] | None = None) -> None:
     corpus = Corpus.in_memory(val)
     (prior,) = build_systems([PRIOR], prior_data=train)
     prior_run = run_system(prior, queries, corpus, "single")
-    prior_samples = samples_of(prior_run, corpus)
+    prior_samples = run_samples(prior_run, corpus)
     save(PRIOR, figures(prior_run, corpus, args.resamples))
     (everything,) = build_systems([EVERYTHING])
     every_run = run_system(everything, queries, corpus, "single")
-    every_samples = samples_of(every_run, corpus)
+    every_samples = run_samples(every_run, corpus)
     save(EVERYTHING, figures(every_run, corpus, args.resamples))
 
     samples: dict[str, dict[str, list[SetSample]]] = {}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,14 @@ from ffr_lib.evaluation.harness import (  # noqa: E402
     CorpusConfig,
     System,
     evaluation_queries,
+    run_samples,
     run_system,
     score_run,
-    set_sample,
 )
 from ffr_lib.evaluation.run import mldr_split, serving_fem  # noqa: E402
 from ffr_lib.ffrs import FFRSConfig, load_retriever, open_ffrs  # noqa: E402
 from ffr_lib.ffrs.types import Prediction  # noqa: E402
-from ffr_lib.reporting import markdown_table  # noqa: E402
+from ffr_lib.reporting import markdown_table, percentile  # noqa: E402
 
 
 class FFRSWithF2RVLM(System):
@@ -114,17 +113,14 @@ def main(argv: list[str] | None = None) -> None:
             system = FFRSWithF2RVLM(retriever, args.k, read_top, args.batch_size)
             run = run_system(system, queries, corpus, "corpus")
             scores = score_run(run, corpus, resamples=args.resamples)
-            seconds = sorted(r.seconds for r in run.records)
-            samples = [
-                set_sample(r.query, corpus.dialogues[r.query.dialogue_id or ""], r.prediction)
-                for r in run.records
-            ]
+            seconds = [r.seconds for r in run.records]
+            samples = run_samples(run, corpus)
             figures = {
                 "f1": scores["f1"],
                 "f1_ci": [scores["f1_ci_low"], scores["f1_ci_high"]],
                 "dialogue_acc@1": scores["dialogue_acc@1"],
-                "p50_s": statistics.median(seconds),
-                "p90_s": seconds[int(0.9 * (len(seconds) - 1))],
+                "p50_s": percentile(seconds, 50),
+                "p90_s": percentile(seconds, 90),
             }
             if reference is None:
                 reference = samples

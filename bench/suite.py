@@ -113,7 +113,7 @@ class SuiteConfig(BaseModel):
         "its answer)",
     )
     ffrs_read_top: int = Field(
-        default_factory=lambda: _serving_read_top(),
+        default_factory=_serving_read_top,
         ge=0,
         description="FFRSConfig.read_top in the FFRS section: F2RVLM reads the best N of the K "
         "recalled fragments (default: FFRS's own, 4; 0 = all K)",

@@ -141,8 +141,8 @@ def test_f2rvlm_serves_only_when_it_beats_the_champion_reader(
         FineStageJudgeConfig,
         choice_path,
         judge_fine_stage,
-        serving_choice,
         serving_fine_stage,
+        verdict_adapter,
     )
     from ffr_lib.reader.stage import reader_dir
 
@@ -154,7 +154,7 @@ def test_f2rvlm_serves_only_when_it_beats_the_champion_reader(
     assert verdict["val"]["reader"]["f1"] >= verdict["val"]["f2rvlm"]["f1"]
     assert verdict["reader"] == trained["path"] and "does not beat" in verdict["reason"]
     assert json.loads(choice_path().read_text())["serves"] == "reader"
-    assert serving_choice() == ("reader", champion_path())
+    assert verdict_adapter() is None and serving_fine_stage() == ("reader", champion_path())
     assert open_ffrs(url=db_url).config.stage2 == "reader"
     # Without a champion reader F2RVLM serves, and FFRS follows the verdict.
     pointer = reader_dir() / "champion.json"
@@ -162,7 +162,7 @@ def test_f2rvlm_serves_only_when_it_beats_the_champion_reader(
     verdict = judge_fine_stage(adapter, judge)
     assert verdict["serves"] == "f2rvlm" and verdict["reader"] is None
     assert verdict["val"]["reader"] is None
-    assert serving_choice() == ("f2rvlm", adapter)
+    assert verdict_adapter() == adapter
     assert serving_fine_stage() == ("f2rvlm", adapter)
     assert open_ffrs(url=db_url).config.stage2 == "f2rvlm"
     # A reader named by the caller is what serves, whatever the verdict.
@@ -170,15 +170,15 @@ def test_f2rvlm_serves_only_when_it_beats_the_champion_reader(
     assert open_ffrs(url=db_url, reader=trained["path"]).config.stage2 == "reader"
     # A reader promoted after the verdict makes it stale: the champion reader serves again.
     pointer.write_text(json.dumps({"path": trained["path"]}), encoding="utf-8")
-    assert serving_choice() is None
+    assert verdict_adapter() is None
     assert open_ffrs(url=db_url).config.stage2 == "reader"
     # Naming a fine stage or a model still overrides the verdict.
     assert open_ffrs(adapter, url=db_url).config.stage2 == "f2rvlm"
 
 
 def test_no_val_split_leaves_the_verdict_alone(ffr_home: Path, tmp_path: Path) -> None:
-    from ffr_lib.ffrs.serving import choice_path, judge_fine_stage, serving_choice
+    from ffr_lib.ffrs.serving import choice_path, judge_fine_stage, verdict_adapter
 
     verdict = judge_fine_stage(tmp_path / "never-read")
     assert verdict["serves"] is None and "not judged" in verdict["reason"]
-    assert not choice_path().exists() and serving_choice() is None
+    assert not choice_path().exists() and verdict_adapter() is None

@@ -512,6 +512,15 @@ def score_run(
     return out
 
 
+def run_samples(run: SystemRun, corpus: Corpus) -> list[SetSample]:
+    """The run's (prediction, gold) samples over each query's own dialogue, in query order: what
+    a paired bootstrap between two runs on the same queries takes."""
+    return [
+        set_sample(r.query, corpus.dialogues[r.query.dialogue_id or ""], r.prediction)
+        for r in run.records
+    ]
+
+
 def _keyed_samples(run: SystemRun, corpus: Corpus) -> dict[tuple[str, int], SetSample]:
     """The run's samples keyed by (query id, occurrence): pairs runs query by query, and a
     repeated query id still pairs its n-th occurrence with the other run's n-th."""

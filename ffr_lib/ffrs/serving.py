@@ -8,7 +8,7 @@ joint F1) and writes the verdict to ``$FFR_HOME/fine_stage.json``. F2RVLM serves
 beats the reader (or no reader is champion). QMSum val is left out: F2RVLM reads a meeting in
 dozens of 100-turn windows, minutes per query on a CPU.
 
-:func:`serving_choice` reads the verdict back for ``open_ffrs(fine_stage="auto")``. A verdict
+:func:`serving_fine_stage` reads the verdict back for ``open_ffrs(fine_stage="auto")``. A verdict
 names the reader it was judged against; once another reader is champion the verdict is stale and
 the champion reader serves until F2RVLM is judged again.
 """
@@ -27,11 +27,10 @@ from pydantic import BaseModel, Field
 
 from ffr_lib.data.dataset import Dataset
 from ffr_lib.data.model import Dialogue
-from ffr_lib.data.sampling import spread
 from ffr_lib.f2rvlm.retriever import F2RVLMRetriever
 from ffr_lib.mldr.stage import load_split
 from ffr_lib.reader.reader import Reader
-from ffr_lib.reader.stage import champion_path, reader_f1
+from ffr_lib.reader.stage import champion_path, reader_f1, sample_queries
 from ffr_lib.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -86,8 +85,7 @@ def judge_fine_stage(
             # Nothing to judge on: no verdict, the previous one (if any) stands.
             return {"serves": None, "reason": f"fine stage not judged: {exc}"}
     retriever = F2RVLMRetriever.from_adapter(adapter_dir)
-    data = dataset
-    data = Dataset(dialogues=data.dialogues, queries=spread(data.queries, config.val_queries))
+    data = sample_queries(dataset, config.val_queries)
     started = time.perf_counter()
     f2rvlm = reader_f1(F2RVLMAnswers(retriever), data)
     champion = champion_path()
@@ -121,10 +119,9 @@ def judge_fine_stage(
     return verdict
 
 
-def serving_choice() -> tuple[FineStageName, Path] | None:
-    """The fine stage the last verdict chose and what it serves (F2RVLM: its adapter folder;
-    the reader: its checkpoint), or None without a valid verdict: none written, its adapter or
-    reader gone, or another reader champion since (stale)."""
+def verdict_adapter() -> Path | None:
+    """The F2RVLM adapter the last verdict chose to serve, or None: no verdict, a verdict for
+    the reader, its adapter gone, or another reader champion since (stale)."""
     path = choice_path()
     if not path.is_file():
         return None
@@ -133,10 +130,10 @@ def serving_choice() -> tuple[FineStageName, Path] | None:
     if verdict.get("reader") != (str(champion) if champion is not None else None):
         log.info("fine-stage verdict %s is stale (another reader is champion)", path)
         return None
-    if verdict["serves"] == "f2rvlm":
-        adapter = Path(verdict["adapter"])
-        return ("f2rvlm", adapter) if (adapter / "ffr_adapter.json").is_file() else None
-    return ("reader", champion) if champion is not None else None
+    adapter = Path(verdict["adapter"])
+    if verdict["serves"] != "f2rvlm" or not (adapter / "ffr_adapter.json").is_file():
+        return None
+    return adapter
 
 
 def serving_fine_stage(reader: str | Path | None = None) -> tuple[FineStageName, Path | None]:
@@ -144,7 +141,7 @@ def serving_fine_stage(reader: str | Path | None = None) -> tuple[FineStageName,
     verdict's adapter when the verdict holds and no ``reader`` is named, else the reader
     (``reader``, else the champion; None when no reader is trained). One rule for `ffr query`
     (``open_ffrs``) and the evaluation's ``ffrs`` system."""
-    choice = serving_choice() if reader is None else None
-    if choice is not None and choice[0] == "f2rvlm":
-        return choice
+    adapter = verdict_adapter() if reader is None else None
+    if adapter is not None:
+        return "f2rvlm", adapter
     return "reader", Path(reader) if reader else champion_path()

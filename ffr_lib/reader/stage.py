@@ -68,7 +68,7 @@ def champion_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def _sample(dataset: Dataset, queries: int | None) -> Dataset:
+def sample_queries(dataset: Dataset, queries: int | None) -> Dataset:
     """``dataset`` with ``queries`` of its queries, spread (None = all)."""
     return Dataset(dialogues=dataset.dialogues, queries=spread(dataset.queries, queries))
 
@@ -145,13 +145,13 @@ def training_sources(config: ReaderStageConfig) -> tuple[dict[str, Dataset], dic
 def val_sets(config: ReaderStageConfig) -> dict[str, Dataset]:
     sets: dict[str, Dataset] = {}
     try:
-        sets["mldr-val"] = _sample(load_split("val"), config.val_queries)
+        sets["mldr-val"] = sample_queries(load_split("val"), config.val_queries)
     except FileNotFoundError as exc:
         log.info("no MLDR val to judge the reader on: %s", exc)
     if config.use_qmsum:
         qmsum, _why = read_qmsum_split("val", config.qmsum_val_meetings)
         if qmsum is not None:
-            sets["qmsum-val"] = _sample(qmsum, config.val_queries)
+            sets["qmsum-val"] = sample_queries(qmsum, config.val_queries)
     return sets
 
 
